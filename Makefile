@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` (a conformance run that writes the HTML report)
+# and `make test` (the harness's tests plus the `ci` conformance profile).  Both create or
+# reuse the project's virtual environment in .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= bnconf-out
+
+.PHONY: run test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/bnconf run --out $(OUT)
+
+# The harness's own tests, then the conformance suite (`ci` profile, one process per
+# framework); pytest's "no tests ran" (exit 5) fails like any other non-zero exit.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+	$(BIN)/bnconf run --profile ci --out $(OUT)/ci
+
+clean:
+	rm -rf $(OUT) .hypothesis
