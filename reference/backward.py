@@ -1,0 +1,74 @@
+r"""Closed-form gradients of training-mode batch norm.
+
+With x̂ = (x − μ)/s, y = γ x̂ + β and an upstream gradient g_y = ∂L/∂y, per channel over
+its N values:
+
+    ∂L/∂β = Σ g_y
+    ∂L/∂γ = Σ g_y · x̂
+    ∂L/∂x = (g − mean(g)) / s − (2 s′ / (N s²)) · (x − μ) · Σ g · (x − μ),   g = γ · g_y
+
+where s′ = ds/dσ² is 1/(2s) for s = √(σ² + ε) (ε inside), which gives the textbook
+
+    ∂L/∂x = (1/s) · (g − mean(g) − x̂ · mean(g · x̂)),
+
+and 1/(2√σ²) for s = √σ² + ε (ε outside).  The batch mean and variance depend on x, which
+is why the two subtracted terms appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dtypes import round_to
+from .forward import ChannelLayout, batch_norm_train
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """∂L/∂x, ∂L/∂γ and ∂L/∂β (float64); the parameter gradients are per channel."""
+
+    dx: np.ndarray
+    dgamma: np.ndarray
+    dbeta: np.ndarray
+
+
+def batch_norm_backward(
+    x,
+    gamma,
+    beta,
+    dy,
+    *,
+    axis: int = 1,
+    eps: float = 1e-5,
+    eps_placement: str = "inside",
+    dtype: str = "float64",
+) -> Gradients:
+    """Gradients of ``batch_norm_train`` for the upstream gradient ``dy``.
+
+    ``gamma``/``beta`` of ``None`` mean no affine parameters (γ = 1; their gradients are
+    still returned, as the gradients a γ of ones and β of zeros would receive).
+    """
+    forward = batch_norm_train(x, gamma, beta, axis=axis, eps=eps, eps_placement=eps_placement, dtype=dtype)
+    x = round_to(x, dtype)
+    dy = round_to(dy, dtype)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
+    layout = ChannelLayout.of(x.shape, axis)
+    axes = layout.reduced_axes
+    n = forward.count
+    gamma = np.ones(x.shape[layout.axis]) if gamma is None else round_to(gamma, dtype)
+    s = forward.scale
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        dbeta = np.sum(dy, axis=axes)
+        dgamma = np.sum(dy * forward.x_hat, axis=axes)
+        g = dy * layout.broadcast(gamma)
+        centered = x - layout.broadcast(forward.mean)
+        ds_dvar = 1.0 / (2.0 * s) if eps_placement == "inside" else 1.0 / (2.0 * np.sqrt(forward.var))
+        g_mean = np.mean(g, axis=axes)
+        g_dot_centered = np.sum(g * centered, axis=axes)
+        dx = (g - layout.broadcast(g_mean)) / layout.broadcast(s) - layout.broadcast(
+            2.0 * ds_dvar * g_dot_centered / (n * s * s)
+        ) * centered
+    return Gradients(dx=dx, dgamma=dgamma, dbeta=dbeta)
