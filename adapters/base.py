@@ -1,0 +1,248 @@
+"""The adapter protocol: what every framework adapter declares and does.
+
+An adapter drives one framework's batch-norm layer.  It declares, as data, what it can run
+(``Capabilities``) and the conventions it follows (``FrameworkConventions``); it translates a
+canonical case into its framework's API and returns every observed quantity in canonical
+form, as float64 NumPy arrays (``Outcome``), or the framework's error message.  Frameworks
+are imported inside the concrete adapters' methods only, never at module import time.
+"""
+
+from __future__ import annotations
+
+import abc
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from conformance.case import CUMULATIVE, Case, CaseData
+from reference import Conventions
+
+ROLES = ("scale", "offset", "running_mean", "running_variance", "counter", "other")
+MOMENTUM_FORMS = ("new_weight", "old_weight")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter can run; ``unsupported_reason`` says why a case is out of reach."""
+
+    ranks: frozenset[int]
+    dtypes: frozenset[str]
+    devices: frozenset[str]
+    any_channel_axis: bool = True
+    affine_off: bool = True
+    cumulative: bool = False
+
+    def unsupported_reason(self, case: Case, available_devices: frozenset[str] | None = None) -> str | None:
+        if case.rank not in self.ranks:
+            return f"rank {case.rank} is not supported (supported ranks: {sorted(self.ranks)})"
+        if not self.any_channel_axis and case.layout.axis != 1:
+            return f"channel axis {case.channel_axis} is not supported (only axis 1, channels-first)"
+        if case.dtype not in self.dtypes:
+            return f"dtype {case.dtype} is not supported (supported: {sorted(self.dtypes)})"
+        if case.device not in self.devices:
+            return f"device {case.device} is not supported by this adapter"
+        if available_devices is not None and case.device not in available_devices:
+            return f"device {case.device} is not available on this machine"
+        if not case.affine and not self.affine_off:
+            return "affine parameters cannot be switched off"
+        if case.decay == CUMULATIVE and not self.cumulative:
+            return "cumulative running averages are not supported"
+        return None
+
+
+@dataclass(frozen=True)
+class FrameworkConventions:
+    """A framework's conventions, as declared (and probed by the suite).
+
+    ``momentum_form`` is ``"new_weight"`` when the framework's momentum m weights the new
+    batch (decay = 1 − m, PyTorch) and ``"old_weight"`` when it is the decay itself (Keras,
+    Flax).  ``reference`` configures the reference oracle to match.
+    """
+
+    momentum_name: str
+    momentum_form: str
+    momentum_default: float
+    eps_default: float
+    default_channel_axis: int
+    reference: Conventions
+    parameter_names: dict[str, str]
+    normalization_variance: str = "biased"
+    #: how the batch variance is computed: "two_pass" (mean of squared deviations) or
+    #: "fast" (E[x²] − E[x]², cheaper but cancels catastrophically when |μ| ≫ σ)
+    variance_algorithm: str = "two_pass"
+
+    @property
+    def default_decay(self) -> float:
+        return self.decay_from_momentum(self.momentum_default)
+
+    def decay_from_momentum(self, momentum: float) -> float:
+        return 1.0 - momentum if self.momentum_form == "new_weight" else momentum
+
+    def momentum_from_decay(self, decay: float) -> float:
+        return 1.0 - decay if self.momentum_form == "new_weight" else decay
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["default_decay"] = self.default_decay
+        return data
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One variable the framework creates for the layer."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    dtype: str
+    trainable: bool
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Every variable of a layer, and the parameter totals as the framework reports them.
+
+    ``reported`` maps a description of where a figure comes from (``"count_params()"``,
+    ``"sum(p.numel() for p in parameters())"``) to that figure.
+    """
+
+    variables: tuple[Variable, ...]
+    trainable_count: int
+    non_trainable_count: int
+    total_count: int
+    reported: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One observed quantity: a float64 array in canonical form, or the framework's error."""
+
+    value: np.ndarray | None = None
+    error: str | None = None
+
+    @classmethod
+    def capture(cls, compute: Callable[[], np.ndarray]) -> Outcome:
+        try:
+            return cls(value=np.asarray(compute(), dtype=np.float64))
+        except Exception as error:  # a framework's failure is a result, not a crash
+            return cls.failed(error)
+
+    @classmethod
+    def failed(cls, error: BaseException) -> Outcome:
+        message = str(error).strip() or "".join(traceback.format_exception_only(type(error), error)).strip()
+        return cls(error=f"{type(error).__name__}: {message}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A case resolved against an adapter: concrete ε, decay and reference conventions."""
+
+    eps: float
+    decay: float | None  # None with cumulative averaging
+    momentum: float | None  # in the framework's own form; None for cumulative
+    conventions: Conventions
+
+
+class Adapter(abc.ABC):
+    """Drives one framework (and one variant of it, such as a memory format)."""
+
+    #: registry name, e.g. "torch"
+    name: str = ""
+    #: variants this adapter understands, with a one-line description each
+    variants: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, variant: str = "") -> None:
+        if variant and variant not in self.variants:
+            known = ", ".join(self.variants) or "none"
+            raise ValueError(f"unknown variant {variant!r} of {self.name!r}; known variants: {known}")
+        self.variant = variant
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.variant}" if self.variant else self.name
+
+    # -- declarations ---------------------------------------------------------------
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The framework's version string."""
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    @abc.abstractmethod
+    def conventions(self) -> FrameworkConventions: ...
+
+    def available_devices(self) -> frozenset[str]:
+        """Devices present on this machine for this framework."""
+        return frozenset({"cpu"})
+
+    def unsupported_reason(self, case: Case) -> str | None:
+        return self.capabilities.unsupported_reason(case, self.available_devices())
+
+    def settings(self, case: Case) -> Settings:
+        """Resolve the case's framework defaults (ε, decay) with this adapter's conventions."""
+        declared = self.conventions
+        eps = declared.eps_default if case.eps is None else case.eps
+        reference = declared.reference
+        if case.decay == CUMULATIVE:
+            reference = Conventions(**{**reference.to_dict(), "averaging": "cumulative"})
+            return Settings(eps=eps, decay=None, momentum=None, conventions=reference)
+        decay = declared.default_decay if case.decay is None else float(case.decay)
+        return Settings(eps=eps, decay=decay, momentum=declared.momentum_from_decay(decay), conventions=reference)
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, case: Case, data: CaseData | None = None) -> dict[str, Outcome]:
+        """Run the canonical protocol (see ``reference.simulate``) and return every quantity.
+
+        A framework error in one phase becomes an error outcome for that phase's quantities;
+        the other phases still run.
+        """
+        data = case.materialize() if data is None else data
+        settings = self.settings(case)
+        outcomes: dict[str, Outcome] = {"y_eval": Outcome.capture(lambda: self.evaluate(case, data, settings))}
+        try:
+            trained = self.train(case, data, settings)
+        except Exception as error:
+            failure = Outcome.failed(error)
+            trained = {name: failure for name in ("y_train", "running_mean", "running_var", "y_eval_after")}
+        else:
+            trained = {name: Outcome(value=np.asarray(value, dtype=np.float64)) for name, value in trained.items()}
+        outcomes.update(trained)
+        try:
+            gradients = self.gradients(case, data, settings)
+        except Exception as error:
+            failure = Outcome.failed(error)
+            gradients = dict.fromkeys(("dx", "dgamma", "dbeta") if case.affine else ("dx",), failure)
+        else:
+            gradients = {name: Outcome(value=np.asarray(value, dtype=np.float64)) for name, value in gradients.items()}
+        outcomes.update(gradients)
+        return outcomes
+
+    @abc.abstractmethod
+    def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
+        """Inference-mode output on the first batch with the case's running statistics."""
+
+    @abc.abstractmethod
+    def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
+        """Run every training step on one layer, then inference mode on the first batch.
+
+        Returns ``y_train`` (steps × shape), ``running_mean`` and ``running_var``
+        (steps × C; omitted without running statistics) and ``y_eval_after``.
+        """
+
+    @abc.abstractmethod
+    def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
+        """dx (and dgamma, dbeta with affine parameters) of the first training step for dy."""
+
+    @abc.abstractmethod
+    def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
+        """Build the layer for inputs of ``shape`` (batch included) and list its variables."""

@@ -1,0 +1,197 @@
+"""Flax adapter: ``flax.linen.BatchNorm``.
+
+Conventions: ``momentum`` is the decay itself (default 0.99); ε = 1e-5 inside the root;
+the running variance is updated with the biased batch variance; channels on any axis
+(``axis``, default −1).  Variables: ``params`` {``scale``, ``bias``} and ``batch_stats``
+{``mean``, ``var``}.  By default Flax computes the variance as E[x²] − E[x]²
+(``use_fast_variance=True``); the ``two_pass`` variant sets ``use_fast_variance=False``.
+
+JAX compiles once per input shape, dtype and configuration: ε and momentum are passed to
+the compiled functions as arguments (not baked in as constants), so the many ε values a
+property-based run draws reuse one compilation.  Importing this module enables float64 in
+JAX (``jax_enable_x64``); without it JAX silently computes float64 cases in float32.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import ClassVar
+
+import numpy as np
+
+from conformance.case import Case, CaseData
+from reference import Conventions
+
+from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
+
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@cache
+def _jax():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _linen():
+    _jax()
+    import flax.linen as nn
+
+    return nn
+
+
+@cache
+def _compiled(axis: int, affine: bool, fast_variance: bool, dtype: str):
+    """The jitted eval, train-step and gradient functions of one layer configuration."""
+    jax = _jax()
+    nn = _linen()
+    import jax.numpy as jnp
+
+    def module(eps, momentum):
+        return nn.BatchNorm(
+            axis=axis, epsilon=eps, momentum=momentum, use_bias=affine, use_scale=affine,
+            use_fast_variance=fast_variance, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype),
+        )  # fmt: skip
+
+    def evaluate(variables, x, eps):
+        return module(eps, 0.0).apply(variables, x, use_running_average=True)
+
+    def train_step(variables, x, eps, momentum):
+        y, updates = module(eps, momentum).apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+        return y, updates["batch_stats"]
+
+    def gradients(variables, x, dy, eps):
+        def forward(x, params):
+            merged = {**variables, "params": params} if affine else variables
+            return module(eps, 0.5).apply(merged, x, use_running_average=False, mutable=["batch_stats"])[0]
+
+        _, pullback = jax.vjp(forward, x, variables.get("params", {}))
+        return pullback(dy)
+
+    return jax.jit(evaluate), jax.jit(train_step), jax.jit(gradients)
+
+
+class FlaxAdapter(Adapter):
+    name = "flax"
+    variants: ClassVar[dict[str, str]] = {"two_pass": "use_fast_variance=False: variance as E[(x − E[x])²] instead of E[x²] − E[x]²"}
+
+    def version(self) -> str:
+        import flax
+
+        return f"{flax.__version__} (jax {_jax().__version__})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            ranks=frozenset({2, 3, 4, 5}),
+            dtypes=frozenset(_DTYPES),
+            devices=frozenset({"cpu", "gpu"}),
+            any_channel_axis=True,
+            affine_off=True,
+            cumulative=False,
+        )
+
+    @property
+    def conventions(self) -> FrameworkConventions:
+        return FrameworkConventions(
+            momentum_name="momentum",
+            momentum_form="old_weight",
+            momentum_default=0.99,
+            eps_default=1e-5,
+            default_channel_axis=-1,
+            reference=Conventions(eps_placement="inside", running_variance="biased", averaging="ema"),
+            parameter_names={
+                "scale": "params/scale",
+                "offset": "params/bias",
+                "running_mean": "batch_stats/mean",
+                "running_variance": "batch_stats/var",
+            },
+            variance_algorithm="two_pass" if self.variant == "two_pass" else "fast",
+        )
+
+    def available_devices(self) -> frozenset[str]:
+        try:
+            return frozenset({"cpu", "gpu"}) if _jax().devices("gpu") else frozenset({"cpu"})
+        except RuntimeError:
+            return frozenset({"cpu"})
+
+    # -- translation ----------------------------------------------------------------
+    def _functions(self, case: Case):
+        return _compiled(case.layout.axis, case.affine, self.variant != "two_pass", case.dtype)
+
+    def _put(self, array: np.ndarray, case: Case):
+        jax = _jax()
+        import jax.numpy as jnp
+
+        device = jax.devices("gpu" if case.device == "gpu" else "cpu")[0]
+        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(case.dtype), device)
+
+    def _variables(self, case: Case, data: CaseData) -> dict:
+        variables = {"batch_stats": {"mean": self._put(data.running_mean, case), "var": self._put(data.running_var, case)}}
+        if case.affine:
+            variables["params"] = {"scale": self._put(data.gamma, case), "bias": self._put(data.beta, case)}
+        return variables
+
+    @staticmethod
+    def _numpy(value) -> np.ndarray:
+        return np.asarray(value).astype(np.float64)
+
+    # -- the protocol -------------------------------------------------------------------
+    def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
+        evaluate, _, _ = self._functions(case)
+        return self._numpy(evaluate(self._variables(case, data), self._put(data.batches[0], case), settings.eps))
+
+    def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
+        evaluate, train_step, _ = self._functions(case)
+        variables = self._variables(case, data)
+        outputs, means, variances = [], [], []
+        for batch in data.batches:
+            y, stats = train_step(variables, self._put(batch, case), settings.eps, settings.momentum)
+            variables = {**variables, "batch_stats": stats}
+            outputs.append(self._numpy(y))
+            means.append(self._numpy(stats["mean"]))
+            variances.append(self._numpy(stats["var"]))
+        after = self._numpy(evaluate(variables, self._put(data.batches[0], case), settings.eps))
+        return {
+            "y_train": np.stack(outputs),
+            "running_mean": np.stack(means),
+            "running_var": np.stack(variances),
+            "y_eval_after": after,
+        }
+
+    def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
+        _, _, gradients = self._functions(case)
+        dx, dparams = gradients(
+            self._variables(case, data), self._put(data.batches[0], case), self._put(data.dy, case), settings.eps
+        )
+        result = {"dx": self._numpy(dx)}
+        if case.affine:
+            result.update(dgamma=self._numpy(dparams["scale"]), dbeta=self._numpy(dparams["bias"]))
+        return result
+
+    def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
+        jax = _jax()
+        nn = _linen()
+        import jax.numpy as jnp
+
+        layer = nn.BatchNorm(use_running_average=False, axis=channel_axis, use_fast_variance=self.variant != "two_pass")
+        variables = layer.init(jax.random.PRNGKey(0), jnp.zeros(shape, dtype=dtype))
+        roles = {v: k for k, v in self.conventions.parameter_names.items()}
+        found = []
+        totals: dict[str, int] = {}
+        for collection, leaves in variables.items():
+            for leaf_name, leaf in leaves.items():
+                path = f"{collection}/{leaf_name}"
+                found.append(Variable(path, roles.get(path, "other"), tuple(leaf.shape), str(leaf.dtype), collection == "params"))
+                totals[collection] = totals.get(collection, 0) + int(leaf.size)
+        trainable = totals.get("params", 0)
+        total = sum(totals.values())
+        return Inventory(
+            variables=tuple(found),
+            trainable_count=trainable,
+            non_trainable_count=total - trainable,
+            total_count=total,
+            reported={f"sum of {name!r} leaf sizes": count for name, count in totals.items()},
+        )

@@ -1,0 +1,98 @@
+"""Adapter registry: framework name → lazily imported adapter class.
+
+Built-in adapters are listed here as ``"module:Class"`` strings; third parties add theirs
+through the ``bnconf.adapters`` entry-point group without editing this file.  Nothing is
+imported until an adapter is asked for, and a framework that is not installed is reported
+as unavailable with the reason instead of crashing.
+
+A framework spec is ``NAME`` or ``NAME:VARIANT`` (e.g. ``torch:channels_last``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+
+from .base import Adapter
+
+BUILTIN_ADAPTERS: dict[str, str] = {
+    "torch": "adapters.torch:TorchAdapter",
+    "keras": "adapters.keras:KerasAdapter",
+    "flax": "adapters.flax:FlaxAdapter",
+}
+ENTRY_POINT_GROUP = "bnconf.adapters"
+
+
+class UnknownFrameworkError(LookupError):
+    """A framework name that no adapter is registered for."""
+
+
+class FrameworkUnavailableError(RuntimeError):
+    """An adapter whose framework cannot be imported here; the message says why."""
+
+
+@cache
+def registered() -> dict[str, str]:
+    """Every known adapter name with its ``module:Class`` target (built-ins first)."""
+    found = dict(BUILTIN_ADAPTERS)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name, entry.value)
+    return found
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    name, _, variant = spec.strip().partition(":")
+    return name, variant
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """Import and return the adapter class registered as ``name``."""
+    targets = registered()
+    if name not in targets:
+        raise UnknownFrameworkError(f"unknown framework {name!r}; known frameworks: {', '.join(sorted(targets))}")
+    module_name, _, class_name = targets[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise FrameworkUnavailableError(f"{name} is not available: {error}") from error
+    return getattr(module, class_name)
+
+
+def get_adapter(spec: str) -> Adapter:
+    """An adapter instance for ``NAME[:VARIANT]``.
+
+    Raises ``UnknownFrameworkError`` for an unknown name or variant and
+    ``FrameworkUnavailableError`` when the framework is not installed or fails to load.
+    """
+    name, variant = split_spec(spec)
+    cls = adapter_class(name)
+    if variant and variant not in cls.variants:
+        known = ", ".join(f"{name}:{v}" for v in cls.variants) or "none"
+        raise UnknownFrameworkError(f"unknown variant {variant!r} of {name!r}; known variants: {known}")
+    try:
+        adapter = cls(variant)
+        adapter.version()
+    except ImportError as error:
+        raise FrameworkUnavailableError(f"{name} is not available: {error}") from error
+    return adapter
+
+
+def availability(spec: str) -> str | None:
+    """``None`` when ``spec`` can run here, else the reason it cannot."""
+    try:
+        get_adapter(spec)
+    except (UnknownFrameworkError, FrameworkUnavailableError) as error:
+        return str(error)
+    return None
+
+
+def all_specs(names: list[str] | None = None) -> list[str]:
+    """Every ``NAME`` and ``NAME:VARIANT`` spec of the given (default: all) adapters."""
+    specs = []
+    for name in names or list(registered()):
+        specs.append(name)
+        with contextlib.suppress(FrameworkUnavailableError):
+            specs.extend(f"{name}:{variant}" for variant in adapter_class(name).variants)
+    return specs

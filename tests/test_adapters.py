@@ -1,0 +1,123 @@
+"""The real adapters: inventories, declared conventions, error outcomes, canonical form.
+
+Agreement with the reference on ordinary data over every rank, layout and option is the
+suite's ``conformance/suite/test_ordinary.py``, run by the same test command; here we pin
+what the adapters report about themselves against the frameworks' documented facts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapters.registry import FrameworkUnavailableError, get_adapter
+from conformance.case import Case, Generator
+from conformance.check import check_case
+
+
+def adapter_or_skip(spec: str):
+    try:
+        return get_adapter(spec)
+    except FrameworkUnavailableError as error:
+        pytest.skip(str(error))
+
+
+# framework, input shape (batch included), channel axis, expected variables (name, role, trainable)
+INVENTORIES = [
+    ("torch", (2, 5), 1, [("weight", "scale", True), ("bias", "offset", True), ("running_mean", "running_mean", False),
+                          ("running_var", "running_variance", False), ("num_batches_tracked", "counter", False)]),
+    ("torch", (2, 5, 4, 3, 2), 1, None),
+    ("keras", (2, 4, 4, 5), -1, [("gamma", "scale", True), ("beta", "offset", True), ("moving_mean", "running_mean", False),
+                                 ("moving_variance", "running_variance", False)]),
+    ("keras", (2, 5, 4, 4), 1, None),
+    ("flax", (2, 7, 5), -1, [("batch_stats/mean", "running_mean", False), ("batch_stats/var", "running_variance", False),
+                             ("params/scale", "scale", True), ("params/bias", "offset", True)]),
+    ("flax", (2, 5, 3, 3), 1, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("framework", "shape", "axis", "variables"), INVENTORIES)
+def test_inventory(framework, shape, axis, variables):
+    """Per-channel shapes along the channel axis; the framework's own totals."""
+    adapter = adapter_or_skip(framework)
+    channels = shape[axis]
+    inventory = adapter.inventory(shape, axis)
+    if variables is not None:
+        assert [(v.name, v.role, v.trainable) for v in inventory.variables] == variables
+    for variable in inventory.variables:
+        assert variable.shape == (() if variable.role == "counter" else (channels,))
+    assert inventory.trainable_count == 2 * channels
+    counter = 1 if framework == "torch" else 0  # num_batches_tracked, a scalar buffer
+    assert inventory.non_trainable_count == 2 * channels + counter
+    assert inventory.total_count == 4 * channels + counter
+
+
+def test_framework_reported_counts():
+    """What each framework itself says: PyTorch's parameters() hold 2·C, Keras' count_params() 4·C."""
+    torch_counts = adapter_or_skip("torch").inventory((2, 3, 8, 8), 1).reported
+    assert torch_counts["sum(p.numel() for p in parameters())"] == 6
+    assert torch_counts["sum(t.numel() for t in state_dict().values())"] == 13
+    keras_counts = adapter_or_skip("keras").inventory((2, 8, 8, 3), -1).reported
+    assert keras_counts["layer.count_params()"] == 12
+
+
+@pytest.mark.parametrize(
+    ("framework", "momentum_form", "momentum", "decay", "eps", "axis", "running_variance"),
+    [
+        ("torch", "new_weight", 0.1, 0.9, 1e-5, 1, "unbiased"),
+        ("keras", "old_weight", 0.99, 0.99, 1e-3, -1, "biased"),
+        ("flax", "old_weight", 0.99, 0.99, 1e-5, -1, "biased"),
+    ],
+)
+def test_declared_conventions(framework, momentum_form, momentum, decay, eps, axis, running_variance):
+    conventions = adapter_or_skip(framework).conventions
+    assert conventions.momentum_form == momentum_form
+    assert conventions.momentum_default == momentum
+    assert conventions.default_decay == pytest.approx(decay)
+    assert conventions.eps_default == eps
+    assert conventions.default_channel_axis == axis
+    assert conventions.reference.running_variance == running_variance
+    assert conventions.momentum_from_decay(conventions.decay_from_momentum(0.3)) == pytest.approx(0.3)
+
+
+def test_torch_one_value_per_channel_is_an_error_outcome():
+    """PyTorch refuses training statistics of one value; that is recorded, not raised."""
+    adapter = adapter_or_skip("torch")
+    case = Case(shape=(1, 3), channel_axis=1, dtype="float32", x=Generator(seed=1), eps=1e-5, decay=0.9)
+    outcomes = adapter.run(case)
+    assert outcomes["y_train"].error is not None
+    assert "Expected more than 1 value per channel" in outcomes["y_train"].error
+    assert outcomes["y_eval"].error is None  # inference mode still ran
+    verdicts = {c.quantity: c.verdict for c in check_case(adapter, case).comparisons}
+    assert verdicts["y_train"] == "error"
+    assert verdicts["y_eval"] == "pass"
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras", "flax"])
+def test_outputs_are_float64_in_canonical_layout(framework):
+    adapter = adapter_or_skip(framework)
+    axis = adapter.conventions.default_channel_axis
+    shape = (4, 3, 5) if axis == 1 else (4, 5, 3)
+    case = Case(shape=shape, channel_axis=axis, dtype="float16", x=Generator(seed=2), eps=1e-3, decay=0.9, training_steps=2)
+    outcomes = adapter.run(case)
+    assert outcomes["y_train"].value.shape == (2, *shape)
+    assert outcomes["running_mean"].value.shape == (2, 3)
+    assert outcomes["dx"].value.shape == shape
+    assert outcomes["dgamma"].value.shape == (3,)
+    assert all(o.value.dtype == np.float64 for o in outcomes.values())
+
+
+def test_torch_no_running_stats_has_no_running_quantities():
+    adapter = adapter_or_skip("torch:no_running_stats")
+    case = Case(shape=(4, 3, 5), channel_axis=1, dtype="float32", x=Generator(seed=2), eps=1e-3, decay=0.9)
+    assert "running_mean" not in adapter.run(case)
+    assert all(c.verdict == "pass" for c in check_case(adapter, case).comparisons)
+
+
+def test_unsupported_cases_name_the_reason():
+    adapter = adapter_or_skip("torch")
+    channels_last = Case(shape=(2, 4, 4, 3), channel_axis=-1, dtype="float32", x=Generator())
+    assert "only axis 1" in adapter.unsupported_reason(channels_last)
+    result = check_case(adapter_or_skip("keras"), Case(shape=(2, 3), channel_axis=1, dtype="float32", x=Generator(), decay="cumulative"))
+    assert result.comparisons[0].verdict == "unsupported"
+    assert "cumulative" in result.unsupported_reason
