@@ -1,0 +1,70 @@
+"""One check: a case run on one adapter, compared quantity by quantity with the reference.
+
+This is the data flow in one place: case → reference (expected) → adapter (observed) →
+tolerance model → comparison.  The caller turns the comparisons into result records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.base import Adapter, Outcome, Settings
+from reference import Expected, simulate
+
+from .case import Case, CaseData
+from .compare import ERROR, UNSUPPORTED, Comparison, compare
+from .tolerance import ToleranceInputs, allowed_errors
+
+
+@dataclass
+class CheckResult:
+    """Every quantity's comparison for one case on one adapter."""
+
+    comparisons: list[Comparison]
+    settings: Settings | None = None
+    unsupported_reason: str | None = None
+
+
+def expected_values(case: Case, data: CaseData, settings: Settings) -> Expected:
+    """The reference configured with an adapter's resolved settings and conventions."""
+    return simulate(
+        data.batches, gamma=data.gamma, beta=data.beta, running_mean=data.running_mean,
+        running_var=data.running_var, dy=data.dy, axis=case.channel_axis, eps=settings.eps,
+        decay=settings.decay, dtype=case.dtype, conventions=settings.conventions,
+    )  # fmt: skip
+
+
+def tolerances(case: Case, data: CaseData, settings: Settings, expected: Expected) -> dict:
+    inputs = ToleranceInputs(
+        batches=data.batches, gamma=data.gamma, beta=data.beta, running_mean=data.running_mean,
+        running_var=data.running_var, dy=data.dy, axis=case.channel_axis, eps=settings.eps,
+        decay=settings.decay, dtype=case.dtype, conventions=settings.conventions,
+    )  # fmt: skip
+    return allowed_errors(inputs, expected)
+
+
+def compare_outcomes(expected: Expected, allowed: dict, observed: dict[str, Outcome]) -> list[Comparison]:
+    """Compare every expected quantity with what the adapter observed (or its error)."""
+    comparisons = []
+    for quantity, value in expected.values.items():
+        outcome = observed.get(quantity)
+        if outcome is None:
+            comparisons.append(Comparison(quantity, ERROR, message=f"{quantity}: the adapter returned no value"))
+        elif outcome.error is not None:
+            comparisons.append(Comparison(quantity, ERROR, message=outcome.error))
+        else:
+            comparisons.append(compare(quantity, value, outcome.value, allowed[quantity]))
+    return comparisons
+
+
+def check_case(adapter: Adapter, case: Case, data: CaseData | None = None) -> CheckResult:
+    """Run ``case`` on ``adapter`` and compare every quantity with the reference."""
+    reason = adapter.unsupported_reason(case)
+    if reason is not None:
+        return CheckResult([Comparison("*", UNSUPPORTED, message=reason)], unsupported_reason=reason)
+    data = case.materialize() if data is None else data
+    settings = adapter.settings(case)
+    expected = expected_values(case, data, settings)
+    allowed = tolerances(case, data, settings, expected)
+    observed = adapter.run(case, data)
+    return CheckResult(compare_outcomes(expected, allowed, observed), settings=settings)
