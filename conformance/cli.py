@@ -1,0 +1,156 @@
+"""The ``bnconf`` command line: ``run``, ``explain``, ``replay`` and ``report``.
+
+Exit codes: 0 success (nothing unexpected), 1 something was found (a discrepancy or an
+error), 2 bad usage or bad input, with a message naming the problem and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or bad input: printed as ``bnconf: error: ...`` with exit code 2."""
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("(", "").replace(")", "").split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 100,200,3, got {text!r}") from None
+    if not shape or any(n < 1 for n in shape):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 100,200,3, got {text!r}")
+    return shape
+
+
+def _frameworks(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of frameworks, e.g. torch,keras,flax")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnconf", description="Batch-norm conformance harness.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the conformance suite and write records and the report")
+    run.add_argument("--frameworks", type=_frameworks, help="comma-separated frameworks (default: all registered)")
+    run.add_argument("--device", choices=("cpu", "gpu", "all"), default="cpu", help="device to run on (default: cpu)")
+    run.add_argument("--profile", choices=("dev", "ci", "nightly"), default="ci", help="hypothesis profile (default: ci)")
+    run.add_argument("--out", default="bnconf-out", help="output directory (default: bnconf-out)")
+
+    explain = commands.add_parser("explain", help="a framework's batch norm for one input shape, as formulas")
+    explain.add_argument("framework", help="framework name, e.g. torch, keras, flax")
+    explain.add_argument("--input-shape", type=_shape, required=True, help="per-sample shape without the batch axis, e.g. 100,200,3")
+    explain.add_argument("--layout", choices=("channels_first", "channels_last"), help="where the channels are (default: the framework's)")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    replay = commands.add_parser("replay", help="run one case file on each framework and compare with the reference")
+    replay.add_argument("case", help="path of a case file (JSON)")
+    replay.add_argument("--frameworks", type=_frameworks, help="comma-separated frameworks (default: the case's, else all)")
+    replay.add_argument("--device", choices=("cpu", "gpu"), help="override the case's device")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    report = commands.add_parser("report", help="render (and merge) result files into one report")
+    report.add_argument("results", nargs="+", help="records files (JSON lines) or run directories")
+    report.add_argument("-o", "--out", required=True, help="output directory")
+    return parser
+
+
+def _check_frameworks(specs: list[str]) -> None:
+    from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError, adapter_class, split_spec
+
+    for spec in specs:
+        name, variant = split_spec(spec)
+        try:
+            cls = adapter_class(name)
+        except FrameworkUnavailableError:
+            continue  # known name, framework missing here: reported as unavailable later
+        except UnknownFrameworkError as error:
+            raise UsageError(str(error)) from None
+        if variant and variant not in cls.variants:
+            known = ", ".join(f"{name}:{v}" for v in cls.variants) or "none"
+            raise UsageError(f"unknown variant {variant!r} of {name!r}; known variants: {known}")
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError, get_adapter
+
+    from .explain import explain, render_text
+
+    try:
+        adapter = get_adapter(args.framework)
+    except UnknownFrameworkError as error:
+        raise UsageError(str(error)) from None
+    except FrameworkUnavailableError as error:
+        print(f"bnconf: {error}", file=sys.stderr)
+        return EXIT_FOUND
+    try:
+        info = explain(adapter, args.input_shape, args.layout)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render_text(info))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .casefile import CaseFileError, load_case
+    from .replay import default_frameworks, exit_code, render_table, replay
+
+    try:
+        case = load_case(args.case)
+    except CaseFileError as error:
+        raise UsageError(str(error)) from None
+    if args.device:
+        case = case.with_(device=args.device)
+    frameworks = args.frameworks or default_frameworks(case)
+    _check_frameworks(frameworks)
+    rows = replay(case, frameworks)
+    if args.json:
+        print(json.dumps({"case": args.case, "results": [row.to_dict() for row in rows]}, indent=2, default=str))
+    else:
+        print(render_table(rows))
+    return exit_code(rows)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_suite
+
+    if args.frameworks:
+        _check_frameworks(args.frameworks)
+    return run_suite(frameworks=args.frameworks, device=args.device, profile=args.profile, out=args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.render import ReportInputError, render_report
+
+    try:
+        summary = render_report(args.results, args.out)
+    except ReportInputError as error:
+        raise UsageError(str(error)) from None
+    print(f"read {summary['records_read']} records from {len(args.results)} input(s); report: {summary['html']}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "explain": cmd_explain, "replay": cmd_replay, "report": cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        parser.exit(EXIT_USAGE, f"bnconf: error: {error}\n")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

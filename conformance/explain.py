@@ -1,0 +1,139 @@
+"""``bnconf explain``: a framework's batch norm for one input shape, as formulas and a table.
+
+Everything printed comes from the adapter's declared conventions and from the variables the
+real framework creates for a layer built for that input; nothing is hard-coded per framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.base import Adapter
+
+LAYOUTS = ("channels_first", "channels_last")
+
+
+def channel_axis_for(adapter: Adapter, rank: int, layout: str | None) -> int:
+    """The (non-negative) channel axis of a rank-``rank`` input in ``layout``, or the default."""
+    if layout is None:
+        axis = adapter.conventions.default_channel_axis
+    elif layout == "channels_first":
+        axis = 1
+    elif layout == "channels_last":
+        axis = -1
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    axis %= rank
+    if not adapter.capabilities.any_channel_axis and axis != 1:
+        raise ValueError(
+            f"{adapter.label} keeps channels on axis 1 only (layout {layout}); "
+            f"its memory-format variants are: {', '.join(adapter.variants) or 'none'}"
+        )
+    return axis
+
+
+def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None = None, batch: int = 2) -> dict[str, Any]:
+    """Formulas, axes, update rule and variable table for inputs of per-sample ``sample_shape``."""
+    shape = (batch, *sample_shape)
+    rank = len(shape)
+    axis = channel_axis_for(adapter, rank, layout)
+    channels = shape[axis]
+    reduced = [a for a in range(rank) if a != axis]
+    declared = adapter.conventions
+    ref = declared.reference
+    inventory = adapter.inventory(shape, axis)
+    m = declared.momentum_name
+    eps_term = "√(σ² + ε)" if ref.eps_placement == "inside" else "(√σ² + ε)"
+    if declared.momentum_form == "new_weight":
+        native = f"running = (1 − {m})·running + {m}·batch_stat,  {m} = {declared.momentum_default:g} (weights the new batch)"
+    else:
+        native = f"running = {m}·running + (1 − {m})·batch_stat,  {m} = {declared.momentum_default:g} (weights the old statistic)"
+    variance_note = (
+        "the running variance is fed the unbiased batch variance σ²·n/(n − 1)"
+        if ref.running_variance == "unbiased"
+        else "the running variance is fed the biased batch variance σ²"
+    )
+    per_channel = " × ".join(f"{shape[a]}" for a in reduced[1:])
+    values_per_channel = f"N{' × ' + per_channel if per_channel else ''} values per channel (N = batch size)"
+    return {
+        "framework": adapter.label,
+        "version": adapter.version(),
+        "input_shape": ["N", *sample_shape],
+        "channel_axis": axis,
+        "channels": channels,
+        "reduced_axes": reduced,
+        "values_per_channel": values_per_channel,
+        "formulas": {
+            "training": f"y = γ·(x − μ_B)/{eps_term.replace('σ²', 'σ²_B')} + β   with μ_B, σ²_B the mean and biased variance over axes {reduced}",
+            "inference": f"y = γ·(x − running_mean)/{eps_term.replace('σ²', 'running_var')} + β",
+            "parameters": f"γ, β have shape ({channels},): one per channel along axis {axis}",
+            "eps": f"ε = {declared.eps_default:g} (default), placed {ref.eps_placement} the square root",
+            "variance": (
+                "σ²_B = mean((x − μ_B)²) (two passes)"
+                if declared.variance_algorithm == "two_pass"
+                else "σ²_B = mean(x²) − μ_B² (one pass; cancels when |μ_B| ≫ σ_B)"
+            ),
+        },
+        "running_update": {
+            "native": native,
+            "canonical": f"running = d·running + (1 − d)·batch_stat,  d = {declared.default_decay:g} (decay: fraction of the old statistic kept)",
+            "variance": variance_note,
+            "averaging": ref.averaging,
+        },
+        "conventions": declared.to_dict(),
+        "parameters": [
+            {"name": v.name, "role": v.role, "shape": list(v.shape), "dtype": v.dtype, "trainable": v.trainable}
+            for v in inventory.variables
+        ],
+        "trainable_count": inventory.trainable_count,
+        "non_trainable_count": inventory.non_trainable_count,
+        "total_count": inventory.total_count,
+        "reported_counts": dict(inventory.reported),
+        "canonical_count": {
+            "trainable": 2 * channels,
+            "running_statistics": 2 * channels,
+            "total": 4 * channels,
+            "formula": f"2·C trainable + 2·C running statistics = {2 * channels} + {2 * channels} = {4 * channels}",
+        },
+    }
+
+
+def render_text(info: dict[str, Any]) -> str:
+    """The human-readable form of ``explain``'s result."""
+    shape = ", ".join(str(s) for s in info["input_shape"])
+    lines = [
+        f"{info['framework']} {info['version']} — batch norm for input shape ({shape})",
+        "",
+        f"channel axis:   {info['channel_axis']}  (C = {info['channels']})",
+        f"averaged over:  axes {info['reduced_axes']}  — {info['values_per_channel']}",
+        "",
+        f"training:       {info['formulas']['training']}",
+        f"inference:      {info['formulas']['inference']}",
+        f"γ and β:        {info['formulas']['parameters']}",
+        f"ε:              {info['formulas']['eps']}",
+        f"batch variance: {info['formulas']['variance']}",
+        "",
+        "running statistics:",
+        f"  framework's form: {info['running_update']['native']}",
+        f"  canonical form:   {info['running_update']['canonical']}",
+        f"  {info['running_update']['variance']}",
+        "",
+    ]
+    headers = ("variable", "role", "shape", "dtype", "trainable")
+    rows = [
+        (p["name"], p["role"], "(" + ", ".join(map(str, p["shape"])) + ("," if len(p["shape"]) == 1 else "") + ")",
+         p["dtype"], "yes" if p["trainable"] else "no")
+        for p in info["parameters"]
+    ]  # fmt: skip
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows)
+    lines += [
+        "",
+        f"framework's totals: trainable {info['trainable_count']}, non-trainable {info['non_trainable_count']}, "
+        f"total {info['total_count']}",
+    ]
+    lines.extend(f"  {where}: {count}" for where, count in info["reported_counts"].items())
+    lines.append(f"canonical count:    {info['canonical_count']['formula']}")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""Result records: one JSON object per check, appended to a JSON-lines file as it finishes.
+
+JSON lines are the source of truth for every report: a run that is killed keeps every
+record written before it died.  Each record is self-contained: what was run (the case file,
+the framework and its version, the device), what was found (errors, tolerance, ratio,
+verdict), and how to reproduce it (a replay command; the hypothesis blob when the suite
+found the case).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shlex
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .case import Case
+from .casefile import case_to_json
+from .compare import Comparison
+
+RECORD_SCHEMA_VERSION = 1
+
+
+def conditioning(case: Case) -> dict[str, float]:
+    """How hard the case's data is, as the tolerance model sees it (first batch).
+
+    ``offset_ratio``: the largest per-channel |mean|/std (∞ for a constant channel with a
+    non-zero mean); ``min_var_over_eps``: the smallest per-channel variance relative to ε.
+    """
+    data = case.materialize()
+    x = data.batches[0]
+    layout = case.layout
+    with np.errstate(all="ignore"):
+        mean = np.mean(x, axis=layout.reduced_axes)
+        std = np.std(x, axis=layout.reduced_axes)
+        offset = np.where(std > 0, np.abs(mean) / std, np.where(mean != 0, np.inf, 0.0))
+    finite = offset[np.isfinite(offset)]
+    eps = case.eps
+    return {
+        "offset_ratio": float(np.max(offset)) if offset.size and np.all(np.isfinite(offset)) else (
+            float(np.max(finite)) if finite.size else 0.0
+        ),
+        "constant_channels": int(np.count_nonzero(std == 0)),
+        "min_var_over_eps": float(np.min(std**2) / eps) if eps else math.inf,
+    }
+
+
+def replay_command(case_path: str | Path, framework: str, device: str = "cpu") -> str:
+    return f"bnconf replay {shlex.quote(str(case_path))} --frameworks {framework} --device {device}"
+
+
+def make_record(
+    *,
+    prop: str,
+    framework: str,
+    framework_version: str,
+    case: Case,
+    comparison: Comparison,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A result record for one quantity of one check."""
+    record = {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "property": prop,
+        "framework": framework,
+        "framework_version": framework_version,
+        "device": case.device,
+        "dtype": case.dtype,
+        "rank": case.rank,
+        "channel_axis": case.layout.axis,
+        "layout": "channels_first" if case.layout.axis == 1 else (
+            "channels_last" if case.layout.axis == case.rank - 1 else "other"
+        ),
+        **asdict(comparison),
+        "case": case_to_json(case),
+    }
+    if extra:
+        record.update(extra)
+    return record
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in a result record")
+
+
+def _finite_or_text(value: Any) -> Any:
+    """JSON has no NaN/inf; write them as strings so every reader can parse the line."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite_or_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_text(v) for v in value]
+    return value
+
+
+class RecordWriter:
+    """Appends records to a JSON-lines file, flushed and fsynced one line at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(_finite_or_text(record), default=_json_default, allow_nan=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RecordFileError(ValueError):
+    """A results file that cannot be read; the message names the file and line."""
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines results file; a torn last line (a killed run) is skipped."""
+    path = Path(path)
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise RecordFileError(f"{path}: cannot read results: {error.strerror or error}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):  # the run was killed while writing its last line
+                break
+            raise RecordFileError(f"{path}:{number}: not a JSON record ({error.msg})") from None
+        if not isinstance(record, dict) or "schema_version" not in record:
+            raise RecordFileError(f"{path}:{number}: not a result record (no schema_version)")
+        if record["schema_version"] != RECORD_SCHEMA_VERSION:
+            raise RecordFileError(
+                f"{path}:{number}: record schema version {record['schema_version']!r} is not supported "
+                f"(this bnconf reads version {RECORD_SCHEMA_VERSION})"
+            )
+        records.append(record)
+    return records
+
+
+def environment() -> dict[str, Any]:
+    """Where a run happened: machine and Python (framework versions come with each record)."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+    }

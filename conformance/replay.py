@@ -1,0 +1,78 @@
+"""``bnconf replay``: run one case file on each requested adapter and compare with the reference.
+
+Each framework is checked on its own; a framework that is unavailable, or an adapter that
+fails outright, becomes a row of its own and never hides the other frameworks' rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from adapters.registry import FrameworkUnavailableError, get_adapter, registered
+
+from .case import Case
+from .check import check_case
+from .compare import ERROR, PASS, UNSUPPORTED, Comparison
+
+
+@dataclass(frozen=True)
+class ReplayRow:
+    framework: str
+    version: str
+    comparison: Comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"framework": self.framework, "version": self.version, **asdict(self.comparison)}
+
+
+def default_frameworks(case: Case) -> list[str]:
+    """The frameworks a case names (where it was found), else every registered one."""
+    return list(case.frameworks) or list(registered())
+
+
+def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
+    """Check ``case`` on each framework spec; unknown names must be rejected before this."""
+    rows = []
+    for spec in frameworks:
+        try:
+            adapter = get_adapter(spec)
+        except FrameworkUnavailableError as error:
+            rows.append(ReplayRow(spec, "", Comparison("*", UNSUPPORTED, message=str(error))))
+            continue
+        version = adapter.version()
+        try:
+            result = check_case(adapter, case)
+        except Exception as error:  # an adapter bug must not hide the other frameworks
+            message = f"the check itself failed: {type(error).__name__}: {error}"
+            rows.append(ReplayRow(spec, version, Comparison("*", ERROR, message=message)))
+            continue
+        rows.extend(ReplayRow(spec, version, comparison) for comparison in result.comparisons)
+    return rows
+
+
+def exit_code(rows: list[ReplayRow]) -> int:
+    """0 when every row passes (or is unsupported), 1 when any is a discrepancy or error."""
+    return 0 if all(row.comparison.verdict in (PASS, UNSUPPORTED) for row in rows) else 1
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def render_table(rows: list[ReplayRow]) -> str:
+    headers = ("framework", "quantity", "verdict", "max abs err", "max rel err", "worst err", "allowed", "ratio")
+    table = [
+        (row.framework, row.comparison.quantity, row.comparison.verdict, _number(row.comparison.max_abs_error),
+         _number(row.comparison.max_rel_error), _number(row.comparison.error_at_worst), _number(row.comparison.allowed),
+         _number(row.comparison.ratio))
+        for row in rows
+    ]  # fmt: skip
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row, cells in zip(rows, table, strict=False):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
+        if row.comparison.message and row.comparison.verdict != PASS:
+            lines.append(f"    {row.comparison.message}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The conformance properties, run with ``pytest conformance`` (see ``conformance.plugin``)."""

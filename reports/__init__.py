@@ -1,0 +1,1 @@
+"""Report generation: result records (JSON lines) in, HTML/JSON/Markdown reports out."""

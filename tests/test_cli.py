@@ -1,0 +1,169 @@
+"""``bnconf explain`` and ``bnconf replay``: output, JSON form and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance.case import Case, Generator
+from conformance.casefile import dump_case
+from conformance.cli import main
+
+BNCONF = [sys.executable, "-m", "conformance.cli"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse and UsageError exit through parser.exit
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def ordinary_case(tmp_path) -> Path:
+    path = tmp_path / "case.json"
+    rng = np.random.default_rng(0)
+    dump_case(
+        Case(shape=(6, 3, 4), channel_axis=1, dtype="float32", x=Generator(seed=4, loc=(1.0, -2.0, 0.5)), eps=1e-3,
+             decay=0.9, training_steps=2, gamma=rng.uniform(0.5, 2, 3), beta=rng.uniform(-1, 1, 3)),
+        path,
+    )  # fmt: skip
+    return path
+
+
+# -- explain --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("framework", "shape", "channels", "axis", "reduced", "trainable", "non_trainable", "total"),
+    [
+        ("keras", "100,200,3", 3, 3, [0, 1, 2], 6, 6, 12),
+        ("torch", "3,100,200", 3, 1, [0, 2, 3], 6, 7, 13),
+        ("flax", "100,200,3", 3, 3, [0, 1, 2], 6, 6, 12),
+        ("torch", "16", 16, 1, [0], 32, 33, 65),
+    ],
+)
+def test_explain_json(capsys, framework, shape, channels, axis, reduced, trainable, non_trainable, total):
+    pytest.importorskip({"keras": "keras", "torch": "torch", "flax": "flax"}[framework])
+    code, out, _ = run_cli(capsys, "explain", framework, "--input-shape", shape, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["channel_axis"] == axis
+    assert info["reduced_axes"] == reduced
+    assert (info["trainable_count"], info["non_trainable_count"], info["total_count"]) == (trainable, non_trainable, total)
+    assert info["canonical_count"]["total"] == 4 * channels
+    assert all({"name", "shape", "trainable"} <= set(p) for p in info["parameters"])
+    assert all(p["shape"] in ([channels], []) for p in info["parameters"])
+
+
+def test_explain_text_names_formula_axes_update_and_table(capsys):
+    pytest.importorskip("torch")
+    code, out, _ = run_cli(capsys, "explain", "torch", "--input-shape", "3,32,32")
+    assert code == 0
+    assert "y = γ·(x − μ_B)/√(σ²_B + ε) + β" in out
+    assert "averaged over:  axes [0, 2, 3]" in out
+    assert "running = (1 − momentum)·running + momentum·batch_stat,  momentum = 0.1" in out
+    assert "d = 0.9" in out
+    assert "num_batches_tracked" in out
+    assert "2·C trainable + 2·C running statistics = 6 + 6 = 12" in out
+
+
+def test_explain_layout_moves_the_channel_axis(capsys):
+    pytest.importorskip("keras")
+    code, out, _ = run_cli(capsys, "explain", "keras", "--input-shape", "3,32,32", "--layout", "channels_first", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert (info["channel_axis"], info["channels"], info["reduced_axes"]) == (1, 3, [0, 2, 3])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "mxnet", "--input-shape", "3"], "unknown framework 'mxnet'; known frameworks:"),
+        (["explain", "keras", "--input-shape", "3,x"], "expected comma-separated positive integers"),
+        (["explain", "torch", "--input-shape", "8,8,3", "--layout", "channels_last"], "keeps channels on axis 1 only"),
+    ],
+)
+def test_explain_bad_usage_exits_2(capsys, argv, message):
+    pytest.importorskip("torch")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+# -- replay ---------------------------------------------------------------------------
+
+
+def test_replay_passes_on_every_framework(capsys, ordinary_case):
+    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "torch,keras,flax", "--json")
+    rows = json.loads(out)["results"]
+    assert {r["framework"] for r in rows} == {"torch", "keras", "flax"}
+    available = [r for r in rows if r["verdict"] != "unsupported"]
+    assert available, "no framework installed"
+    assert all(r["verdict"] == "pass" for r in available), rows
+    assert {"y_train", "running_var", "y_eval_after", "dx", "dgamma", "dbeta"} <= {r["quantity"] for r in available}
+    assert code == 0
+
+
+def test_replay_reports_a_discrepancy_with_exit_1(capsys, ordinary_case, fake_frameworks):
+    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "numpy-fake,numpy-fake:no_eps")
+    assert code == 1
+    assert "discrepancy" in out
+    rows = [line.split() for line in out.splitlines()]
+    broken = [row for row in rows if row and row[0] == "numpy-fake:no_eps"]
+    honest = [row for row in rows if row and row[0] == "numpy-fake"]
+    assert broken[0][:3] == ["numpy-fake:no_eps", "y_eval", "discrepancy"]
+    assert len(honest) == 8
+    assert all(row[2] == "pass" for row in honest)
+
+
+def test_replay_error_and_unavailable_rows_keep_the_others(capsys, ordinary_case, fake_frameworks):
+    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "crashing-fake,missing-fake,numpy-fake", "--json")
+    rows = json.loads(out)["results"]
+    by = {(r["framework"], r["quantity"]): r for r in rows}
+    assert by[("crashing-fake", "y_train")]["verdict"] == "error"
+    assert "Expected more than 1 value per channel when training <b>bold</b>" in by[("crashing-fake", "y_train")]["message"]
+    assert by[("crashing-fake", "dx")]["verdict"] == "pass"
+    assert by[("missing-fake", "*")]["verdict"] == "unsupported"
+    assert "No module named" in by[("missing-fake", "*")]["message"]
+    assert all(r["verdict"] == "pass" for r in rows if r["framework"] == "numpy-fake")
+    assert code == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"schema_version": 1, "shape": [2, 3], "channel_axis": 1, "dtype": "float8", "x": [[1, 2, 3], [4, 5, 6]]}', "case field 'dtype'"),
+        ('{"schema_version": 1, "shape": [2, 3], "channel_axis": 1, "dtype": "float32", "x": [[1, 2, 3], [4, 5, 6]], "gamma": [1, 2]}', "case field 'gamma'"),
+    ],
+)
+def test_replay_bad_case_file_exits_2(capsys, tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    code, _, err = run_cli(capsys, "replay", str(path))
+    assert code == 2
+    assert message in err
+    assert str(path) in err
+
+
+def test_replay_unknown_framework_exits_2(capsys, ordinary_case):
+    code, _, err = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "torch,mxnet")
+    assert code == 2
+    assert "unknown framework 'mxnet'" in err
+
+
+def test_console_script_replays(ordinary_case):
+    """The installed entry point, in a fresh process, as a user runs it."""
+    result = subprocess.run([*BNCONF, "replay", str(ordinary_case), "--frameworks", "torch"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "torch" in result.stdout
+    assert "pass" in result.stdout
