@@ -10,8 +10,10 @@ are imported inside the concrete adapters' methods only, never at module import 
 from __future__ import annotations
 
 import abc
+import contextlib
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
@@ -20,6 +22,13 @@ import numpy as np
 from conformance.case import CUMULATIVE, Case, CaseData
 from reference import Conventions
 
+#: The protocol's phases and the quantities each one observes.
+PHASE_QUANTITIES: dict[str, tuple[str, ...]] = {
+    "inference": ("y_eval",),
+    "training": ("y_train", "running_mean", "running_var", "y_eval_after"),
+    "gradients": ("dx", "dgamma", "dbeta"),
+}
+PHASES = tuple(PHASE_QUANTITIES)
 ROLES = ("scale", "offset", "running_mean", "running_variance", "counter", "other")
 MOMENTUM_FORMS = ("new_weight", "old_weight")
 
@@ -120,6 +129,18 @@ class Inventory:
     reported: dict[str, int] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def quiet_warnings() -> Iterator[None]:
+    """Run framework code with warnings silenced.
+
+    A framework's warning is not a failure: under pytest's ``-W error`` it would become an
+    exception and turn a correct result into an 'error' outcome.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One observed quantity: a float64 array in canonical form, or the framework's error."""
@@ -130,7 +151,8 @@ class Outcome:
     @classmethod
     def capture(cls, compute: Callable[[], np.ndarray]) -> Outcome:
         try:
-            return cls(value=np.asarray(compute(), dtype=np.float64))
+            with quiet_warnings():
+                return cls(value=np.asarray(compute(), dtype=np.float64))
         except Exception as error:  # a framework's failure is a result, not a crash
             return cls.failed(error)
 
@@ -200,32 +222,34 @@ class Adapter(abc.ABC):
         return Settings(eps=eps, decay=decay, momentum=declared.momentum_from_decay(decay), conventions=reference)
 
     # -- running ----------------------------------------------------------------------
-    def run(self, case: Case, data: CaseData | None = None) -> dict[str, Outcome]:
+    def run(self, case: Case, data: CaseData | None = None, phases: tuple[str, ...] = PHASES) -> dict[str, Outcome]:
         """Run the canonical protocol (see ``reference.simulate``) and return every quantity.
 
-        A framework error in one phase becomes an error outcome for that phase's quantities;
+        ``phases`` selects among ``"inference"``, ``"training"`` and ``"gradients"``.  A
+        framework error in one phase becomes an error outcome for that phase's quantities;
         the other phases still run.
         """
         data = case.materialize() if data is None else data
         settings = self.settings(case)
-        outcomes: dict[str, Outcome] = {"y_eval": Outcome.capture(lambda: self.evaluate(case, data, settings))}
-        try:
-            trained = self.train(case, data, settings)
-        except Exception as error:
-            failure = Outcome.failed(error)
-            trained = {name: failure for name in ("y_train", "running_mean", "running_var", "y_eval_after")}
-        else:
-            trained = {name: Outcome(value=np.asarray(value, dtype=np.float64)) for name, value in trained.items()}
-        outcomes.update(trained)
-        try:
-            gradients = self.gradients(case, data, settings)
-        except Exception as error:
-            failure = Outcome.failed(error)
-            gradients = dict.fromkeys(("dx", "dgamma", "dbeta") if case.affine else ("dx",), failure)
-        else:
-            gradients = {name: Outcome(value=np.asarray(value, dtype=np.float64)) for name, value in gradients.items()}
-        outcomes.update(gradients)
+        outcomes: dict[str, Outcome] = {}
+        if "inference" in phases:
+            outcomes["y_eval"] = Outcome.capture(lambda: self.evaluate(case, data, settings))
+        if "training" in phases:
+            outcomes.update(self._phase(lambda: self.train(case, data, settings), PHASE_QUANTITIES["training"]))
+        if "gradients" in phases:
+            names = PHASE_QUANTITIES["gradients"] if case.affine else ("dx",)
+            outcomes.update(self._phase(lambda: self.gradients(case, data, settings), names))
         return outcomes
+
+    @staticmethod
+    def _phase(compute: Callable[[], dict[str, np.ndarray]], names: tuple[str, ...]) -> dict[str, Outcome]:
+        try:
+            with quiet_warnings():
+                values = compute()
+        except Exception as error:  # a framework's failure is a result, not a crash
+            failure = Outcome.failed(error)
+            return dict.fromkeys(names, failure)
+        return {name: Outcome(value=np.asarray(value, dtype=np.float64)) for name, value in values.items()}
 
     @abc.abstractmethod
     def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Adapter registry: framework name → lazily imported adapter class.
 
 Built-in adapters are listed here as ``"module:Class"`` strings; third parties add theirs
-through the ``bnconf.adapters`` entry-point group without editing this file.  Nothing is
+through the ``bnconf.adapters`` entry-point group, or for one process through the
+``BNCONF_ADAPTERS`` environment variable, without editing this file.  Nothing is
 imported until an adapter is asked for, and a framework that is not installed is reported
 as unavailable with the reason instead of crashing.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -23,6 +25,8 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "flax": "adapters.flax:FlaxAdapter",
 }
 ENTRY_POINT_GROUP = "bnconf.adapters"
+#: Extra adapters for one process, e.g. "mine=my_package.bn:MyAdapter,other=pkg:Other".
+ENVIRONMENT_VARIABLE = "BNCONF_ADAPTERS"
 
 
 class UnknownFrameworkError(LookupError):
@@ -39,6 +43,13 @@ def registered() -> dict[str, str]:
     found = dict(BUILTIN_ADAPTERS)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(entry.name, entry.value)
+    for item in filter(None, (part.strip() for part in os.environ.get(ENVIRONMENT_VARIABLE, "").split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise UnknownFrameworkError(
+                f"{ENVIRONMENT_VARIABLE}: expected NAME=module:Class entries separated by commas, got {item!r}"
+            )
+        found.setdefault(name.strip(), target.strip())
     return found
 
 

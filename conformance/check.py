@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.base import Adapter, Outcome, Settings
+from adapters.base import PHASE_QUANTITIES, PHASES, Adapter, Outcome, Settings
 from reference import Expected, simulate
 
 from .case import Case, CaseData
@@ -43,10 +43,15 @@ def tolerances(case: Case, data: CaseData, settings: Settings, expected: Expecte
     return allowed_errors(inputs, expected)
 
 
-def compare_outcomes(expected: Expected, allowed: dict, observed: dict[str, Outcome]) -> list[Comparison]:
-    """Compare every expected quantity with what the adapter observed (or its error)."""
+def compare_outcomes(
+    expected: Expected, allowed: dict, observed: dict[str, Outcome], phases: tuple[str, ...] = PHASES
+) -> list[Comparison]:
+    """Compare every expected quantity of ``phases`` with what the adapter observed (or its error)."""
+    wanted = {name for phase in phases for name in PHASE_QUANTITIES[phase]}
     comparisons = []
     for quantity, value in expected.values.items():
+        if quantity not in wanted:
+            continue
         outcome = observed.get(quantity)
         if outcome is None:
             comparisons.append(Comparison(quantity, ERROR, message=f"{quantity}: the adapter returned no value"))
@@ -57,8 +62,10 @@ def compare_outcomes(expected: Expected, allowed: dict, observed: dict[str, Outc
     return comparisons
 
 
-def check_case(adapter: Adapter, case: Case, data: CaseData | None = None) -> CheckResult:
-    """Run ``case`` on ``adapter`` and compare every quantity with the reference."""
+def check_case(
+    adapter: Adapter, case: Case, data: CaseData | None = None, phases: tuple[str, ...] = PHASES
+) -> CheckResult:
+    """Run ``case`` on ``adapter`` and compare every quantity of ``phases`` with the reference."""
     reason = adapter.unsupported_reason(case)
     if reason is not None:
         return CheckResult([Comparison("*", UNSUPPORTED, message=reason)], unsupported_reason=reason)
@@ -66,5 +73,5 @@ def check_case(adapter: Adapter, case: Case, data: CaseData | None = None) -> Ch
     settings = adapter.settings(case)
     expected = expected_values(case, data, settings)
     allowed = tolerances(case, data, settings, expected)
-    observed = adapter.run(case, data)
-    return CheckResult(compare_outcomes(expected, allowed, observed), settings=settings)
+    observed = adapter.run(case, data, phases)
+    return CheckResult(compare_outcomes(expected, allowed, observed, phases), settings=settings)

@@ -9,6 +9,7 @@ device that is not present, is skipped with the reason.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,33 @@ def adapter(bnconf_framework: str, bnconf_device: str):
     if device not in instance.capabilities.devices:
         pytest.skip(f"{framework}: does not run on {device}")
     return instance
+
+
+_BLOB = re.compile(r"@reproduce_failure\('[^']+', b'[^']+'\)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    session = item.config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.current_test = item.nodeid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On a failed suite test, record its minimal counterexample with hypothesis' blob."""
+    report = yield
+    session = item.config.stash.get(_SESSION_KEY, None)
+    if session is not None and report.when == "call" and report.failed:
+        match = _BLOB.search(report.longreprtext or "")
+        session.record_counterexample(item.nodeid, match.group(0) if match else None)
+    return report
+
+
+@pytest.fixture(scope="session")
+def max_elements(request: pytest.FixtureRequest) -> int:
+    """The element bound of one generated batch under the active profile."""
+    return profiles.max_elements(_profile(request.config))
 
 
 @pytest.fixture(scope="session")

@@ -28,30 +28,6 @@ from .compare import Comparison
 RECORD_SCHEMA_VERSION = 1
 
 
-def conditioning(case: Case) -> dict[str, float]:
-    """How hard the case's data is, as the tolerance model sees it (first batch).
-
-    ``offset_ratio``: the largest per-channel |mean|/std (∞ for a constant channel with a
-    non-zero mean); ``min_var_over_eps``: the smallest per-channel variance relative to ε.
-    """
-    data = case.materialize()
-    x = data.batches[0]
-    layout = case.layout
-    with np.errstate(all="ignore"):
-        mean = np.mean(x, axis=layout.reduced_axes)
-        std = np.std(x, axis=layout.reduced_axes)
-        offset = np.where(std > 0, np.abs(mean) / std, np.where(mean != 0, np.inf, 0.0))
-    finite = offset[np.isfinite(offset)]
-    eps = case.eps
-    return {
-        "offset_ratio": float(np.max(offset)) if offset.size and np.all(np.isfinite(offset)) else (
-            float(np.max(finite)) if finite.size else 0.0
-        ),
-        "constant_channels": int(np.count_nonzero(std == 0)),
-        "min_var_over_eps": float(np.min(std**2) / eps) if eps else math.inf,
-    }
-
-
 def replay_command(case_path: str | Path, framework: str, device: str = "cpu") -> str:
     return f"bnconf replay {shlex.quote(str(case_path))} --frameworks {framework} --device {device}"
 

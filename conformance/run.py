@@ -8,6 +8,7 @@ report is rendered from whatever records exist when every process has ended.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from adapters.registry import all_specs, registered, split_spec
 
 SUITE = Path(__file__).parent / "suite"
 EXIT_OK, EXIT_FOUND = 0, 1
+_PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
 PYTEST_OUTCOMES = {0: "passed", 1: "findings", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests ran"}
 
 
@@ -52,9 +54,9 @@ def run_framework(name: str, specs: list[str], device: str, profile: str, out: P
         last = ""
         for line in process.stdout:
             log.write(line)
-            stripped = line.strip()
-            if stripped.endswith("]") and "[" in stripped:  # pytest's progress lines: "....F. [ 12/140]"
-                progress = stripped[stripped.rindex("[") :]
+            match = _PROGRESS.search(line)  # pytest's progress lines: "....F. [ 12/140]"
+            if match:
+                progress = match.group(0).strip()
                 if progress != last:
                     print(f"[{name}] {progress}", flush=True)
                     last = progress

@@ -1,27 +1,36 @@
 """The conformance session: runs checks, writes their records, decides what fails.
 
-One ``ConformanceSession`` lives for a pytest run (registered as a plugin by
-``conformance.plugin``).  Property tests call ``session.check(...)``; the session runs the
-case on the adapter, writes one record per quantity (immediately, to the JSON-lines file
-when one was given), saves the case file of every finding so it replays with one command,
-and raises ``ConformanceFailure`` for what is not expected.
+One ``ConformanceSession`` lives for a pytest run (created by ``conformance.plugin``).
+Property tests call ``session.check(...)`` (or ``session.record(...)`` for checks that are
+not a case run, such as parameter inventories).  The session writes one record per
+quantity at once (to the JSON-lines file when one was given), saves the case file of every
+finding so it replays with one command, marks findings the ledger explains as known, and
+raises ``ConformanceFailure`` for the rest.  When a hypothesis test fails, the last finding
+it recorded is its minimal counterexample (hypothesis replays the shrunk example last);
+``record_counterexample`` writes it once more, marked minimal, with the reproduction blob.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.base import Adapter
+import numpy as np
 
-from .case import Case
+from adapters.base import PHASES, Adapter
+
+from .case import Case, CaseData
 from .casefile import case_to_json, dump_case
 from .check import CheckResult, check_case
-from .compare import DISCREPANCY, ERROR
+from .compare import DISCREPANCY, ERROR, Comparison
+from .ledger import Ledger, default_ledger
 from .records import RecordWriter, make_record, replay_command
+
+FINDING_VERDICTS = (DISCREPANCY, ERROR)
 
 
 class ConformanceFailure(AssertionError):
@@ -37,55 +46,135 @@ def case_id(case: Case) -> str:
     return hashlib.sha256(json.dumps(case_to_json(case), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def conditioning(case: Case, data: CaseData) -> dict[str, Any]:
+    """How hard the case's first batch is, in the terms of the tolerance model.
+
+    ``offset_ratio``: the largest per-channel |mean|/std over channels with a spread;
+    ``constant_channels``: channels with no spread; ``one_value_per_channel``: N = 1;
+    ``min_var_over_eps``: the smallest
+    per-channel variance relative to ε (``None`` when ε is the framework's default).
+    """
+    x = data.batches[0]
+    axes = case.layout.reduced_axes
+    with np.errstate(all="ignore"):
+        mean = np.mean(x, axis=axes)
+        std = np.std(x, axis=axes)
+        spread = std > 0
+        offset = np.abs(mean[spread]) / std[spread]
+    finite = offset[np.isfinite(offset)]
+    return {
+        "offset_ratio": float(finite.max()) if finite.size else 0.0,
+        "constant_channels": int(np.count_nonzero(~spread)),
+        "one_value_per_channel": case.layout.count(case.shape) == 1,
+        "min_var_over_eps": float(np.nanmin(std**2) / case.eps) if case.eps else None,
+        "class": case.extra.get("conditioning"),
+    }
+
+
 @dataclass
+class CheckOutcome:
+    """What ``ConformanceSession.check`` found; ``worst_unexplained_ratio`` steers hypothesis."""
+
+    result: CheckResult
+    records: list[dict[str, Any]]
+    unexpected: list[dict[str, Any]]
+    worst_unexplained_ratio: float
+
+
+@dataclass(eq=False)
 class ConformanceSession:
     results_path: Path | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
+    ledger: Ledger = field(default_factory=default_ledger)
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    current_test: str | None = None
+    last_finding: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._writer = RecordWriter(self.results_path) if self.results_path else None
-        self.cases_dir = (self.results_path.parent / "cases") if self.results_path else None
+        self.cases_dir = (self.results_path.parent.parent / "cases") if self.results_path else None
+
+    def __repr__(self) -> str:
+        # Short on purpose: hypothesis prints test arguments, and records grow large.
+        return f"<ConformanceSession: {len(self.records)} records, results to {self.results_path or 'memory'}>"
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(repr(self))
 
     def close(self) -> None:
         if self._writer:
             self._writer.close()
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.current_test:
+            record.setdefault("test", self.current_test)
         self.records.append(record)
         if self._writer:
             self._writer.write(record)
 
-    def save_case(self, case: Case, framework: str) -> tuple[str | None, str | None]:
-        """Write a finding's case file; return its path and the command that replays it."""
-        if self.cases_dir is None:
-            return None, None
-        self.cases_dir.mkdir(parents=True, exist_ok=True)
+    def save_case(self, case: Case, framework: str) -> tuple[str | None, str]:
+        """Write a finding's case file (when results go to disk); return its path and replay command."""
         case = case.with_(frameworks=(framework,))
-        path = self.cases_dir / f"{framework.replace(':', '-')}-{case_id(case)}.json"
+        name = f"{framework.replace(':', '-')}-{case_id(case)}.json"
+        if self.cases_dir is None:
+            return None, replay_command(name, framework, case.device)
+        self.cases_dir.mkdir(parents=True, exist_ok=True)
+        path = self.cases_dir / name
         dump_case(case, path)
         return str(path), replay_command(path, framework, case.device)
 
-    def check(self, adapter: Adapter, case: Case, prop: str, extra: dict[str, Any] | None = None) -> CheckResult:
-        """Run one case on one adapter, record every quantity, fail on what is unexpected."""
-        result = check_case(adapter, case)
+    def record(
+        self, adapter: Adapter, case: Case, prop: str, comparisons: list[Comparison], extra: dict[str, Any] | None = None,
+        data: CaseData | None = None,
+    ) -> CheckOutcome:  # fmt: skip
+        """Record comparisons made by a property; fail on findings the ledger does not explain."""
+        data = case.materialize() if data is None else data
         version = adapter.version()
-        findings = [c for c in result.comparisons if c.verdict in (DISCREPANCY, ERROR)]
+        hard = conditioning(case, data)
+        findings = [c for c in comparisons if c.verdict in FINDING_VERDICTS]
         case_file, command = self.save_case(case, adapter.label) if findings else (None, None)
-        for comparison in result.comparisons:
-            details = dict(extra or {})
-            if comparison in findings:
-                details.update(case_file=case_file, replay=command)
-            self.write(make_record(prop=prop, framework=adapter.label, framework_version=version,
-                                   case=case, comparison=comparison, extra=details))  # fmt: skip
-        if result.unsupported_reason is not None:
-            raise Unsupported(result.unsupported_reason)
-        if findings:
-            lines = [f"{adapter.label} {version} disagrees with the reference ({prop}):"]
-            lines += [f"  [{c.verdict}] {c.message}" for c in findings]
-            if command:
-                lines.append(f"replay: {command}")
+        records, unexpected, worst = [], [], 0.0
+        for comparison in comparisons:
+            details = {"conditioning": hard, **(extra or {})}
+            record = make_record(prop=prop, framework=adapter.label, framework_version=version, case=case,
+                                 comparison=comparison, extra=details)  # fmt: skip
+            if comparison.verdict in FINDING_VERDICTS:
+                record.update(case_file=case_file, replay=command)
+                entry = self.ledger.explain(record)
+                record["known"] = entry.id if entry else None
+                if entry is None:
+                    unexpected.append(record)
+                if self.current_test:
+                    self.last_finding[self.current_test] = record
+            if record.get("known") is None and comparison.ratio is not None and np.isfinite(comparison.ratio):
+                worst = max(worst, comparison.ratio)
+            self.write(record)
+            records.append(record)
+        outcome = CheckOutcome(CheckResult(comparisons), records, unexpected, worst)
+        if unexpected:
+            lines = [f"{adapter.label} {version} disagrees with the reference ({prop}), not explained by the ledger:"]
+            lines += [f"  [{r['verdict']}] {r['message']}" for r in unexpected]
+            lines.append(f"replay: {command}")
             lines.append("case: " + json.dumps(case_to_json(case))[:2000])
             raise ConformanceFailure("\n".join(lines))
-        return result
+        return outcome
 
+    def check(
+        self, adapter: Adapter, case: Case, prop: str, phases: tuple[str, ...] = PHASES, extra: dict[str, Any] | None = None
+    ) -> CheckOutcome:
+        """Run one case on one adapter, record every quantity of ``phases``, fail on what is unexpected."""
+        reason = adapter.unsupported_reason(case)
+        if reason is not None:
+            raise Unsupported(reason)
+        data = case.materialize()
+        result = check_case(adapter, case, data, phases)
+        return self.record(adapter, case, prop, result.comparisons, extra, data)
 
+    def record_counterexample(self, test: str, blob: str | None) -> dict[str, Any] | None:
+        """Re-write the failing test's last finding, marked as its minimal counterexample."""
+        finding = self.last_finding.get(test)
+        if finding is None:
+            return None
+        record = copy.deepcopy(finding)
+        record.update(minimal=True, hypothesis_blob=blob)
+        self.write(record)
+        return record

@@ -15,7 +15,15 @@ import jinja2
 
 from conformance.records import RecordFileError, environment, read_records
 
-from .summarize import findings, totals, verdict_matrix, worst_by_quantity
+from .summarize import (
+    conventions_table,
+    findings,
+    inventory_table,
+    ledger_status,
+    totals,
+    verdict_matrix,
+    worst_by_quantity,
+)
 
 SUMMARY_SCHEMA_VERSION = 1
 TEMPLATES = Path(__file__).parent / "templates"
@@ -66,8 +74,13 @@ def text_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{framework:<20} {counts['pass']:>4}  {counts['discrepancy']:>11}  {counts['error']:>5}  {counts['unsupported']:>11}")
     lines.append(f"{summary['records_read']} records read, {summary['records_rendered']} rendered")
     t = summary["totals"]
-    # A plain closing line that CI systems read: checks passed, checks that found something, unsupported.
-    lines.append(f"conformance: {t['pass']} passed, {t['discrepancy'] + t['error']} failed, {t['unsupported']} skipped")
+    status = summary["ledger"]
+    lines.append(
+        f"ledger: {t['known']} findings explained by {len(status['reproduced'])} reproduced entries; "
+        f"{len(status['not_reproduced'])} entries no longer reproduce; {t['unexpected']} unexpected findings"
+    )
+    # The closing line CI systems read: checks that passed, findings no ledger entry explains, unsupported.
+    lines.append(f"conformance: {t['pass']} passed, {t['unexpected']} failed, {t['unsupported']} skipped")
     return "\n".join(lines)
 
 
@@ -96,6 +109,9 @@ def render_report(
         "totals": totals(records),
         "matrix": verdict_matrix(records),
         "worst": worst_by_quantity(records),
+        "ledger": ledger_status(records),
+        "conventions": conventions_table(records),
+        "inventories": inventory_table(records),
         "runs": runs or [],
         "environment": environment(),
         "frameworks": sorted({f"{r['framework']} {r.get('framework_version', '')}".strip() for r in records}),

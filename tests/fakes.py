@@ -138,7 +138,7 @@ class NumpyAdapter(Adapter):
             flat_mean = mean.reshape(-1).astype(np.float64)
             flat_var = var.reshape(-1).astype(np.float64)
             if self.variant != "biased_running_var":
-                flat_var = flat_var * count / max(count - 1, 1)
+                flat_var = flat_var * count / (count - 1) if count > 1 else np.full_like(flat_var, np.nan)
             weight = 1.0 / step if settings.decay is None else 1.0 - settings.decay
             if self.variant == "momentum_flipped":
                 weight = 1.0 - weight

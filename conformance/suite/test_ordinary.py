@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conformance.case import CUMULATIVE, Case, Generator
-from conformance.session import Unsupported
+
+from .helpers import check_or_skip
 
 SHAPES = {2: (6, 3), 3: (4, 3, 5), 4: (3, 3, 4, 5), 5: (2, 3, 3, 4, 2)}
 
@@ -40,17 +41,10 @@ def _case(shape, layout, affine, device, **changes) -> Case:
     return base.with_(**changes)
 
 
-def _check(conformance, adapter, case, prop):
-    try:
-        conformance.check(adapter, case, prop)
-    except Unsupported as reason:
-        pytest.skip(str(reason))
-
-
 @pytest.mark.parametrize(("rank", "shape", "layout", "affine"), list(_grid()))
 def test_ordinary_data(conformance, adapter, bnconf_device, rank, shape, layout, affine):
     """Training, running statistics, inference and gradients on well-conditioned data."""
-    _check(conformance, adapter, _case(shape, layout, affine, bnconf_device), "ordinary")
+    check_or_skip(conformance, adapter, _case(shape, layout, affine, bnconf_device), "ordinary")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
@@ -58,7 +52,7 @@ def test_ordinary_dtypes(conformance, adapter, bnconf_device, dtype):
     """Every compute dtype, on a rank-4 input in the adapter's default layout."""
     layout = "channels_first" if adapter.conventions.default_channel_axis == 1 else "channels_last"
     shape = (3, 3, 4, 5) if layout == "channels_first" else (3, 4, 5, 3)
-    _check(conformance, adapter, _case(shape, layout, True, bnconf_device, dtype=dtype), "ordinary")
+    check_or_skip(conformance, adapter, _case(shape, layout, True, bnconf_device, dtype=dtype), "ordinary")
 
 
 @pytest.mark.parametrize("setting", ["defaults", "cumulative"])
@@ -67,4 +61,4 @@ def test_ordinary_momentum_settings(conformance, adapter, bnconf_device, setting
     layout = "channels_first" if adapter.conventions.default_channel_axis == 1 else "channels_last"
     shape = (4, 3, 5) if layout == "channels_first" else (4, 5, 3)
     decay = None if setting == "defaults" else CUMULATIVE
-    _check(conformance, adapter, _case(shape, layout, True, bnconf_device, eps=None, decay=decay), "ordinary")
+    check_or_skip(conformance, adapter, _case(shape, layout, True, bnconf_device, eps=None, decay=decay), "ordinary")

@@ -1,0 +1,202 @@
+"""Hypothesis strategies that generate conformance cases.
+
+``cases(...)`` draws a whole ``Case``: rank 2–5, 1–64 channels, batch and spatial sizes down
+to the smallest legal ones, channel axis first, last or in between (where the adapter
+allows), every compute dtype, ε log-uniform over ten decades or left to the framework,
+decay over [0, 1] including both ends (and the cumulative average where offered), affine
+on or off, one to four training steps with different batches, and data from
+well-conditioned to ill-conditioned (``CONDITIONINGS``).  Every batch has at most
+``max_elements`` elements.
+
+Examples shrink toward rank 2, few channels, small batches, float32, the framework's
+defaults and well-conditioned data.  Draws are labelled, so a failing example prints as
+readable steps.  Shape and channel axis are drawn once and shared (``st.shared``) by the
+strategies of the per-channel vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from adapters.base import Capabilities
+
+from .case import CUMULATIVE, Case, Generator
+
+#: Data conditioning classes, from easy to hard; each sets per-channel location and scale.
+CONDITIONINGS = ("well", "offset", "tiny_spread", "huge_spread", "constant_channels", "heavy_tails", "outliers")
+DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
+#: float16 cannot hold a variance beyond 65504: spreads stay below this there.
+_MAX_SCALE = {"float16": 100.0}
+
+
+@dataclass(frozen=True)
+class Layout:
+    shape: tuple[int, ...]
+    channel_axis: int
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.channel_axis]
+
+
+@cache
+def vectors(channels: int, low: float, high: float, dtype: type = np.float64) -> st.SearchStrategy[np.ndarray]:
+    """One value per channel in [low, high] (no subnormals), as an array.
+
+    Built once per signature and kept: hypothesis caches facts about strategy objects,
+    and rebuilding them on every draw made replays of shrunk examples inconsistent.
+    """
+    if dtype is np.float64:
+        elements = st.floats(low, high, allow_subnormal=False)
+    elif dtype is np.int8:
+        elements = st.sampled_from([int(low), int(high)])
+    else:
+        elements = st.booleans()
+    return hnp.arrays(dtype, channels, elements=elements)
+
+
+def _check_bounds(**bounds: int) -> None:
+    for name, value in bounds.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@st.composite
+def layouts(
+    draw,
+    *,
+    capabilities: Capabilities,
+    max_elements: int,
+    min_channels: int = 1,
+    max_channels: int = 64,
+    min_per_channel: int = 2,
+    max_per_channel: int | None = None,
+) -> Layout:
+    """A shape and channel axis the adapter supports, with ``min_per_channel`` ≤ N ≤ ``max_per_channel``.
+
+    N is the number of values per channel (the product of every non-channel axis).
+    Shrinks toward rank 2, one channel, the smallest sizes, channels-first.
+    """
+    _check_bounds(max_elements=max_elements, min_channels=min_channels, max_channels=max_channels,
+                  min_per_channel=min_per_channel)  # fmt: skip
+    if min_channels * min_per_channel > max_elements:
+        raise ValueError(f"min_channels·min_per_channel = {min_channels * min_per_channel} exceeds max_elements {max_elements}")
+    rank = draw(st.sampled_from(sorted(capabilities.ranks)), label="rank")
+    channels = draw(st.integers(min_channels, min(max_channels, max_elements // min_per_channel)), label="channels")
+    budget = max_elements // channels
+    if max_per_channel is not None:
+        budget = min(budget, max_per_channel)
+    per_channel_budget = budget
+    sizes = []
+    for axis in range(rank - 1):
+        remaining_axes = rank - 2 - axis
+        size = draw(st.integers(1, max(1, min(16 if axis == 0 else 8, budget))), label=f"size[{axis}]")
+        if remaining_axes == 0 and np.prod([*sizes, size]) < min_per_channel:
+            before = int(np.prod(sizes, dtype=np.int64))
+            size = -(-min_per_channel // before)
+            if before * size > per_channel_budget:  # rounding up overshoots: N on this axis alone
+                sizes, size = [1] * len(sizes), min_per_channel
+        sizes.append(size)
+        budget = max(1, budget // size)
+    per_channel = int(np.prod(sizes, dtype=np.int64))
+    if per_channel < min_per_channel:  # rank 2: only the batch axis; grow it
+        sizes[0] = int(np.ceil(min_per_channel / (per_channel // sizes[0])))
+    axes = [1] if (rank == 2 or not capabilities.any_channel_axis) else list(range(1, rank))
+    axis = draw(st.sampled_from(axes), label="channel_axis")
+    shape = list(sizes)
+    shape.insert(axis, channels)
+    return Layout(tuple(int(s) for s in shape), axis if axis < rank - 1 or rank == 2 else -1)
+
+
+def epsilons(*, allow_default: bool = True) -> st.SearchStrategy[float | None]:
+    """ε log-uniform over [1e-8, 1], or ``None`` (the framework's default)."""
+    drawn = st.floats(-8.0, 0.0).map(lambda e: float(10.0**e))
+    return st.one_of(st.none(), drawn) if allow_default else drawn
+
+
+def decays(*, cumulative: bool) -> st.SearchStrategy[float | str | None]:
+    """Canonical decay in [0, 1] (both ends included), ``None`` (default), or cumulative."""
+    options = [st.none(), st.sampled_from([0.0, 1.0, 0.9, 0.99]), st.floats(0.0, 1.0)]
+    if cumulative:
+        options.append(st.just(CUMULATIVE))
+    return st.one_of(*options)
+
+
+@st.composite
+def generators(draw, *, channels: int, dtype: str, conditioning: str, seed: int) -> Generator:
+    """Seeded data of one conditioning class for ``channels`` channels."""
+    max_scale = _MAX_SCALE.get(dtype, 1e4)
+
+    def vector(low: float, high: float, label: str) -> tuple[float, ...]:
+        return tuple(draw(vectors(channels, low, high), label=label).tolist())
+
+    scale = vector(0.3, 3.0, "scale")
+    loc = vector(-3.0, 3.0, "loc")
+    kwargs: dict = {}
+    if conditioning == "offset":
+        exponents = vector(1.0, 4.0, "log10_offset")
+        signs = draw(vectors(channels, -1, 1, np.int8), label="offset_sign")
+        loc = tuple(float(s * 10.0**e) for s, e in zip(signs, exponents, strict=False))
+        scale = vector(0.01, 1.0, "scale")
+    elif conditioning == "tiny_spread":
+        scale = tuple(float(10.0**-e) for e in vector(2.0, 6.0, "log10_tiny_scale"))
+    elif conditioning == "huge_spread":
+        scale = tuple(min(max_scale, float(10.0**e)) for e in vector(1.0, 4.0, "log10_huge_scale"))
+    elif conditioning == "constant_channels":
+        constant = draw(vectors(channels, 0, 1, np.bool_), label="constant")
+        scale = tuple(0.0 if c else s for c, s in zip(constant, scale, strict=False))
+    elif conditioning == "heavy_tails":
+        kwargs = {"distribution": "student_t", "df": draw(st.floats(1.5, 4.0), label="df")}
+    elif conditioning == "outliers":
+        kwargs = {"outliers": draw(st.integers(1, 3), label="outliers"),
+                  "outlier_magnitude": draw(st.floats(10.0, 1000.0 if dtype != "float16" else 30.0), label="outlier_magnitude")}  # fmt: skip
+    return Generator(seed=seed, loc=loc, scale=scale, **kwargs)
+
+
+@st.composite
+def cases(
+    draw,
+    *,
+    capabilities: Capabilities,
+    device: str = "cpu",
+    max_elements: int = 4096,
+    dtypes: tuple[str, ...] | None = None,
+    conditionings: tuple[str, ...] = CONDITIONINGS,
+    max_steps: int = 4,
+    min_per_channel: int = 2,
+) -> Case:
+    """A whole case the adapter can run (see the module docstring for what varies)."""
+    allowed_dtypes = [d for d in (dtypes or DTYPE_ORDER) if d in capabilities.dtypes]
+    if not allowed_dtypes:
+        raise ValueError(f"none of the dtypes {dtypes} is supported (supported: {sorted(capabilities.dtypes)})")
+    layout = draw(layouts(capabilities=capabilities, max_elements=max_elements, min_per_channel=min_per_channel), label="layout")
+
+    def per_channel(low: float, high: float) -> st.SearchStrategy[np.ndarray]:
+        return vectors(layout.channels, low, high)
+
+    dtype = draw(st.sampled_from(allowed_dtypes), label="dtype")
+    conditioning = draw(st.sampled_from(conditionings), label="conditioning")
+    seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    affine = draw(st.booleans(), label="affine") if capabilities.affine_off else True
+    return Case(
+        shape=layout.shape,
+        channel_axis=layout.channel_axis,
+        dtype=dtype,
+        x=draw(generators(channels=layout.channels, dtype=dtype, conditioning=conditioning, seed=seed), label="x"),
+        eps=draw(epsilons(), label="eps"),
+        decay=draw(decays(cumulative=capabilities.cumulative), label="decay"),
+        affine=affine,
+        training_steps=draw(st.integers(1, max_steps), label="training_steps"),
+        gamma=draw(per_channel(-3.0, 3.0), label="gamma") if affine else None,
+        beta=draw(per_channel(-3.0, 3.0), label="beta") if affine else None,
+        running_mean=draw(per_channel(-5.0, 5.0), label="running_mean"),
+        running_var=draw(per_channel(0.01, 10.0), label="running_var"),
+        dy=Generator(seed=(seed + 1) % 2**32),
+        device=device,
+        extra={"conditioning": conditioning},
+    )
