@@ -13,7 +13,7 @@ from reference import Expected, simulate
 
 from .case import Case, CaseData
 from .compare import ERROR, UNSUPPORTED, Comparison, compare
-from .tolerance import ToleranceInputs, allowed_errors
+from .tolerance import ToleranceInputs, allowed_errors, largest_finite
 
 
 @dataclass
@@ -44,9 +44,13 @@ def tolerances(case: Case, data: CaseData, settings: Settings, expected: Expecte
 
 
 def compare_outcomes(
-    expected: Expected, allowed: dict, observed: dict[str, Outcome], phases: tuple[str, ...] = PHASES
+    expected: Expected, allowed: dict, observed: dict[str, Outcome], phases: tuple[str, ...] = PHASES,
+    max_finite: float = float("inf"),
 ) -> list[Comparison]:
-    """Compare every expected quantity of ``phases`` with what the adapter observed (or its error)."""
+    """Compare every expected quantity of ``phases`` with what the adapter observed (or its error).
+
+    ``max_finite``: the output dtype's largest finite number (see ``compare``).
+    """
     wanted = {name for phase in phases for name in PHASE_QUANTITIES[phase]}
     comparisons = []
     for quantity, value in expected.values.items():
@@ -58,7 +62,7 @@ def compare_outcomes(
         elif outcome.error is not None:
             comparisons.append(Comparison(quantity, ERROR, message=outcome.error))
         else:
-            comparisons.append(compare(quantity, value, outcome.value, allowed[quantity]))
+            comparisons.append(compare(quantity, value, outcome.value, allowed[quantity], max_finite))
     return comparisons
 
 
@@ -74,4 +78,5 @@ def check_case(
     expected = expected_values(case, data, settings)
     allowed = tolerances(case, data, settings, expected)
     observed = adapter.run(case, data, phases)
-    return CheckResult(compare_outcomes(expected, allowed, observed, phases), settings=settings)
+    comparisons = compare_outcomes(expected, allowed, observed, phases, largest_finite(case.dtype))
+    return CheckResult(comparisons, settings=settings)

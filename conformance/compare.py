@@ -42,8 +42,15 @@ def _nonfinite_mismatch(expected: np.ndarray, observed: np.ndarray) -> np.ndarra
     return ~(same_nan & same_inf)
 
 
-def compare(quantity: str, expected: np.ndarray, observed: np.ndarray, allowed: np.ndarray) -> Comparison:
-    """Compare ``observed`` with ``expected`` element by element under ``allowed`` errors."""
+def compare(
+    quantity: str, expected: np.ndarray, observed: np.ndarray, allowed: np.ndarray, max_finite: float = np.inf
+) -> Comparison:
+    """Compare ``observed`` with ``expected`` element by element under ``allowed`` errors.
+
+    ``max_finite`` is the largest finite number of the output dtype: where the reference's
+    value (give or take its tolerance) lies beyond it, the correctly rounded result is ±∞,
+    so an observed infinity of the same sign is the right answer there.
+    """
     expected = np.asarray(expected, dtype=np.float64)
     observed = np.asarray(observed, dtype=np.float64)
     if expected.shape != observed.shape:
@@ -52,6 +59,11 @@ def compare(quantity: str, expected: np.ndarray, observed: np.ndarray, allowed: 
             message=f"{quantity}: observed shape {observed.shape}, but the reference has shape {expected.shape}",
         )  # fmt: skip
     allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), expected.shape)
+    with np.errstate(all="ignore"):
+        overflows = np.isfinite(expected) & (np.abs(expected) + allowed > max_finite)
+        rounded_to_inf = overflows & np.isinf(observed) & (np.sign(observed) == np.sign(expected))
+    if np.any(rounded_to_inf):  # the correctly rounded result: count it as exact
+        observed = np.where(rounded_to_inf, expected, observed)
     wrong_special = _nonfinite_mismatch(expected, observed)
     finite = np.isfinite(expected) & np.isfinite(observed)
     with np.errstate(all="ignore"):
@@ -74,6 +86,9 @@ def compare(quantity: str, expected: np.ndarray, observed: np.ndarray, allowed: 
     }
     if np.any(wrong_special):
         where = tuple(int(i) for i in np.argwhere(wrong_special)[0])
+        # The worst element is the first NaN/inf mismatch; no tolerance covers it.
+        common.update(worst_index=where, ratio=float("inf"), allowed=float(allowed[where]),
+                      error_at_worst=float("inf"))  # fmt: skip
         return Comparison(
             quantity, DISCREPANCY, **common,
             message=(

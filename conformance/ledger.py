@@ -61,9 +61,9 @@ def _lookup(record: dict[str, Any], path: str) -> Any:
 
 def _satisfies(value: Any, condition: Any) -> bool:
     if isinstance(condition, dict):
-        if value is None:
-            return False
-        number = float("inf") if value == "inf" else value
+        number = {"inf": float("inf"), "-inf": float("-inf")}.get(value, value) if isinstance(value, str) else value
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or number != number:
+            return False  # missing, NaN or not a number: no bound holds
         if "min" in condition and not number >= condition["min"]:
             return False
         return not ("max" in condition and not number <= condition["max"])
@@ -85,6 +85,8 @@ def _entry(raw: Any, source: str, index: int) -> Entry:
     for key in ("framework", "property", "quantity", "verdict"):
         if key in raw["match"] and not isinstance(raw["match"][key], list):
             raise LedgerError(f"{where} ({raw['id']}): match.{key} must be a list")
+    if not isinstance(raw["match"].get("where", {}), dict):
+        raise LedgerError(f"{where} ({raw['id']}): match.where must be an object of field path → condition")
     return Entry(id=raw["id"], reason=raw["reason"], match=raw["match"], evidence=raw["evidence"],
                  upstream=raw.get("upstream"), source=source)  # fmt: skip
 

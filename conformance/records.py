@@ -73,6 +73,8 @@ def _json_default(value: Any) -> Any:
 
 def _finite_or_text(value: Any) -> Any:
     """JSON has no NaN/inf; write them as strings so every reader can parse the line."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):

@@ -62,11 +62,12 @@ def conditioning(case: Case, data: CaseData) -> dict[str, Any]:
         spread = std > 0
         offset = np.abs(mean[spread]) / std[spread]
     finite = offset[np.isfinite(offset)]
+    variances = (std**2)[np.isfinite(std)]
     return {
         "offset_ratio": float(finite.max()) if finite.size else 0.0,
-        "constant_channels": int(np.count_nonzero(~spread)),
+        "constant_channels": int(np.count_nonzero(std == 0)),
         "one_value_per_channel": case.layout.count(case.shape) == 1,
-        "min_var_over_eps": float(np.nanmin(std**2) / case.eps) if case.eps else None,
+        "min_var_over_eps": float(variances.min() / case.eps) if case.eps and variances.size else None,
         "class": case.extra.get("conditioning"),
     }
 

@@ -69,6 +69,13 @@ def smallest_normal(dtype: str) -> float:
     return float(ml_dtypes.finfo(numpy_dtype(dtype)).smallest_normal)
 
 
+def largest_finite(dtype: str) -> float:
+    """The largest finite number of ``dtype``: beyond it a correctly rounded result is ±∞."""
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(numpy_dtype(dtype)).max)
+
+
 def smallest_subnormal(dtype: str) -> float:
     """The spacing of ``dtype``'s subnormal numbers: what gradual underflow may lose per rounding."""
     import ml_dtypes

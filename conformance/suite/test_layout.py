@@ -25,6 +25,7 @@ from conformance.case import Case, CaseData
 from conformance.check import compare_outcomes, expected_values, tolerances
 from conformance.compare import compare
 from conformance.strategies import cases
+from conformance.tolerance import largest_finite
 
 #: An adapter variant whose results must equal the plain adapter's on the same logical case.
 MEMORY_FORMAT_TWINS = {"torch": "torch:channels_last"}
@@ -69,8 +70,9 @@ def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, d
         twin_case, twin_data = case, first_data
     expected, allowed, observed = _run(adapter, case, first_data)
     twin_expected, twin_allowed, twin_observed = _run(twin, twin_case, twin_data)
-    comparisons = compare_outcomes(expected, allowed, observed)
-    twin_comparisons = compare_outcomes(twin_expected, twin_allowed, twin_observed)
+    max_finite = largest_finite(case.dtype)
+    comparisons = compare_outcomes(expected, allowed, observed, max_finite=max_finite)
+    twin_comparisons = compare_outcomes(twin_expected, twin_allowed, twin_observed, max_finite=max_finite)
     between = []
     for name, outcome in observed.items():
         other = twin_observed.get(name)
@@ -81,6 +83,6 @@ def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, d
             offset = 1 if name == "y_train" else 0  # y_train stacks the steps first
             theirs = np.moveaxis(theirs, target + offset, case.layout.axis + offset)
             their_allowed = np.moveaxis(their_allowed, target + offset, case.layout.axis + offset)
-        between.append(compare(f"{name}@twin", theirs, outcome.value, allowed[name] + their_allowed))
+        between.append(compare(f"{name}@twin", theirs, outcome.value, allowed[name] + their_allowed, max_finite))
     conformance.record(twin, twin_case, "layout", twin_comparisons, {"twin_of": adapter.label}, twin_data)
     conformance.record(adapter, case, "layout", comparisons + between, {"twin": twin.label}, first_data)
