@@ -270,3 +270,11 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
         """Build the layer for inputs of ``shape`` (batch included) and list its variables."""
+
+    def device_info(self) -> dict[str, str]:
+        """What a record should say about the devices: accelerator names, driver, CUDA, cuDNN."""
+        return {}
+
+    def snippet(self, case: Case) -> str:
+        """Standalone code in the framework's own API that reproduces ``case`` (no bn-conformance needed)."""
+        return f"# {self.label}: no standalone snippet available for this adapter"

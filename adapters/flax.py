@@ -23,6 +23,7 @@ from conformance.case import Case, CaseData
 from reference import Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
+from .snippets import data_block, header
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -195,3 +196,44 @@ class FlaxAdapter(Adapter):
             total_count=total,
             reported={f"sum of {name!r} leaf sizes": count for name, count in totals.items()},
         )
+
+    def device_info(self) -> dict[str, str]:
+        jax = _jax()
+        return {"backend": jax.default_backend(), "devices": ", ".join(str(d) for d in jax.devices())}
+
+    def snippet(self, case: Case) -> str:
+        settings = self.settings(case)
+        platform = "gpu" if case.device == "gpu" else "cpu"
+        return header(case, "flax") + f"""import jax
+
+jax.config.update("jax_enable_x64", True)  # float64 cases need it; float32 stays float32
+import flax.linen as nn
+import jax.numpy as jnp
+
+{data_block(case.materialize())}
+device = jax.devices("{platform}")[0]
+def put(a):
+    return jax.device_put(jnp.asarray(a, dtype=jnp.float64).astype("{case.dtype}"), device)
+
+layer = nn.BatchNorm(axis={case.layout.axis}, momentum={settings.momentum!r}, epsilon={settings.eps!r}, use_bias={case.affine},
+                     use_scale={case.affine}, use_fast_variance={self.variant != "two_pass"}, dtype="{case.dtype}",
+                     param_dtype="{case.dtype}")
+variables = {{"batch_stats": {{"mean": put(running_mean), "var": put(running_var)}}}}
+if gamma is not None:
+    variables["params"] = {{"scale": put(gamma), "bias": put(beta)}}
+
+print("y_eval", np.asarray(layer.apply(variables, put(batches[0]), use_running_average=True), dtype=np.float64))
+state = variables
+for step, batch in enumerate(batches):
+    y, updates = layer.apply(state, put(batch), use_running_average=False, mutable=["batch_stats"])
+    state = {{**state, **updates}}
+    print("y_train", step, np.asarray(y, dtype=np.float64), "batch_stats", jax.tree_util.tree_map(np.asarray, updates))
+
+def forward(x, params):
+    merged = {{**variables, "params": params}} if gamma is not None else variables
+    return layer.apply(merged, x, use_running_average=False, mutable=["batch_stats"])[0]
+
+_, pullback = jax.vjp(forward, put(batches[0]), variables.get("params", {{}}))
+dx, dparams = pullback(put(dy))
+print("dx", np.asarray(dx, dtype=np.float64), "dparams", jax.tree_util.tree_map(np.asarray, dparams))
+"""

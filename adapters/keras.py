@@ -21,6 +21,7 @@ from conformance.case import Case, CaseData
 from reference import Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
+from .snippets import data_block, header
 
 BACKEND = "tensorflow"
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -187,3 +188,52 @@ class KerasAdapter(Adapter):
                 "summary(): Non-trainable params": non_trainable,
             },
         )
+
+    def device_info(self) -> dict[str, str]:
+        tf = _tf()
+        gpus = tf.config.list_physical_devices("GPU")
+        build = tf.sysconfig.get_build_info()
+        info = {"gpus": ", ".join(g.name for g in gpus) or "none"}
+        if gpus:
+            info.update(cuda=str(build.get("cuda_version")), cudnn=str(build.get("cudnn_version")))
+        return info
+
+    def snippet(self, case: Case) -> str:
+        settings = self.settings(case)
+        device = "/GPU:0" if case.device == "gpu" else "/CPU:0"
+        return header(case, "keras (TensorFlow backend)") + f"""import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import tensorflow as tf
+
+{data_block(case.materialize())}
+def tensor(a):
+    return tf.cast(tf.constant(a, dtype=tf.float64), "{case.dtype}")
+
+with tf.device("{device}"):
+    layer = keras.layers.BatchNormalization(axis={case.layout.axis}, momentum={settings.momentum!r}, epsilon={settings.eps!r},
+                                            center={case.affine}, scale={case.affine}, dtype="{case.dtype}")
+    layer.build((None, *{tuple(case.shape[1:])!r}))
+    def reset():
+        if gamma is not None:
+            layer.gamma.assign(gamma.astype(layer.gamma.dtype)); layer.beta.assign(beta.astype(layer.beta.dtype))
+        layer.moving_mean.assign(running_mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(running_var.astype(layer.moving_variance.dtype))
+
+    reset()
+    print("y_eval", tf.cast(layer(tensor(batches[0]), training=False), "float64").numpy())
+    for step, batch in enumerate(batches):
+        print("y_train", step, tf.cast(layer(tensor(batch), training=True), "float64").numpy())
+        print("moving_mean", layer.moving_mean.numpy(), "moving_variance", layer.moving_variance.numpy())
+    reset()
+    x = tensor(batches[0])
+    sources = [x] + ([layer.gamma.value, layer.beta.value] if gamma is not None else [])
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        y = layer(x, training=True)
+    grads = tape.gradient(y, sources, output_gradients=tensor(dy))
+    print("dx", tf.cast(grads[0], "float64").numpy())
+    if gamma is not None:
+        print("dgamma", grads[1].numpy(), "dbeta", grads[2].numpy())
+"""

@@ -21,6 +21,7 @@ from conformance.case import Case, CaseData
 from reference import Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
+from .snippets import data_block, header
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -209,3 +210,55 @@ class TorchAdapter(Adapter):
                 "sum(t.numel() for t in state_dict().values())": state,
             },
         )
+
+    def device_info(self) -> dict[str, str]:
+        torch = _torch()
+        info = {"cuda_available": str(torch.cuda.is_available())}
+        if torch.cuda.is_available():
+            info.update(gpu=torch.cuda.get_device_name(0), cuda=str(torch.version.cuda),
+                        cudnn=str(torch.backends.cudnn.version()))  # fmt: skip
+        return info
+
+    def snippet(self, case: Case) -> str:
+        settings = self.settings(case)
+        cls = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d", 5: "BatchNorm3d"}[case.rank]
+        device = "cuda" if case.device == "gpu" else "cpu"
+        memory = (
+            f".contiguous(memory_format=torch.{'channels_last' if case.rank == 4 else 'channels_last_3d'})"
+            if self.variant == "channels_last" else ""
+        )  # fmt: skip
+        cudnn = "torch.backends.cudnn.enabled = False\n" if self.variant == "no_cudnn" else ""
+        return header(case, "torch") + f"""import torch
+
+{data_block(case.materialize())}
+{cudnn}dtype, device = torch.{case.dtype}, "{device}"
+def tensor(a):
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+
+def data(a):  # inputs and upstream gradients, in the case's memory format
+    return tensor(a){memory}
+
+layer = torch.nn.{cls}({case.channels}, eps={settings.eps!r}, momentum={settings.momentum!r}, affine={case.affine},
+                       track_running_stats={self.variant != "no_running_stats"}).to(device=device, dtype=dtype)
+with torch.no_grad():
+    if gamma is not None:
+        layer.weight.copy_(tensor(gamma)); layer.bias.copy_(tensor(beta))
+    if layer.track_running_stats:
+        layer.running_mean.copy_(tensor(running_mean)); layer.running_var.copy_(tensor(running_var))
+
+layer.eval()
+print("y_eval", layer(data(batches[0])).detach().double().cpu().numpy())
+layer.train()
+for step, batch in enumerate(batches):
+    x = data(batch).requires_grad_(step == 0)
+    y = layer(x)
+    print("y_train", step, y.detach().double().cpu().numpy())
+    if layer.track_running_stats:
+        print("running_mean", layer.running_mean.double().cpu().numpy(), "running_var", layer.running_var.double().cpu().numpy())
+    if step == 0:
+        y.backward(data(dy))
+        print("dx", x.grad.double().cpu().numpy())
+        if gamma is not None:
+            print("dgamma", layer.weight.grad.double().cpu().numpy(), "dbeta", layer.bias.grad.double().cpu().numpy())
+# Note: the gradient above is taken at the initial parameters; bn-conformance takes it on a fresh layer.
+"""

@@ -51,7 +51,13 @@ def pytest_configure(config: pytest.Config) -> None:
     elif not config.getoption("--hypothesis-profile", None):
         profiles.load(profiles.DEFAULT_PROFILE)
     results = config.getoption("--bnconf-results")
-    config.stash[_SESSION_KEY] = ConformanceSession(Path(results) if results else None)
+    details = {
+        "hypothesis_profile": _profile(config),
+        "hypothesis_seed": config.getoption("--hypothesis-seed", None),
+        "device": config.getoption("--bnconf-device"),
+        "frameworks": config.getoption("--bnconf-frameworks"),
+    }
+    config.stash[_SESSION_KEY] = ConformanceSession(Path(results) if results else None, run_details=details)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -14,6 +14,8 @@ import math
 import os
 import platform
 import shlex
+import subprocess
+import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +46,7 @@ def make_record(
     """A result record for one quantity of one check."""
     record = {
         "schema_version": RECORD_SCHEMA_VERSION,
+        "record_type": "result",
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "property": prop,
         "framework": framework,
@@ -139,11 +142,55 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def commit() -> str | None:
+    """The git commit being run (``BNCONF_COMMIT`` overrides), or ``None`` outside a checkout."""
+    if os.environ.get("BNCONF_COMMIT"):
+        return os.environ["BNCONF_COMMIT"]
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).resolve().parent)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
 def environment() -> dict[str, Any]:
     """Where a run happened: machine and Python (framework versions come with each record)."""
+    import hypothesis
+
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "numpy": np.__version__,
+        "hypothesis": hypothesis.__version__,
+    }
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def environment_record(run_id: str, **details: Any) -> dict[str, Any]:
+    """A record that describes a run (``record_type`` "environment") rather than a check."""
+    return {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "record_type": "environment",
+        "run_id": run_id,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
+        **environment(),
+        **details,
+    }
+
+
+def framework_record(run_id: str, framework: str, version: str, devices: dict[str, str]) -> dict[str, Any]:
+    """A record of one framework's version and device details in a run."""
+    return {
+        "schema_version": RECORD_SCHEMA_VERSION,
+        "record_type": "framework",
+        "run_id": run_id,
+        "framework": framework,
+        "framework_version": version,
+        "device_info": devices,
     }

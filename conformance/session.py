@@ -28,7 +28,7 @@ from .casefile import case_to_json, dump_case
 from .check import CheckResult, check_case
 from .compare import DISCREPANCY, ERROR, Comparison
 from .ledger import Ledger, default_ledger
-from .records import RecordWriter, make_record, replay_command
+from .records import RecordWriter, environment_record, framework_record, make_record, new_run_id, replay_command
 
 FINDING_VERDICTS = (DISCREPANCY, ERROR)
 
@@ -89,10 +89,16 @@ class ConformanceSession:
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
     current_test: str | None = None
     last_finding: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    run_details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._writer = RecordWriter(self.results_path) if self.results_path else None
         self.cases_dir = (self.results_path.parent.parent / "cases") if self.results_path else None
+        self.run_id = new_run_id()
+        self._frameworks_seen: set[str] = set()
+        self._snippets_written: set[tuple] = set()
+        self._adapters: dict[str, Adapter] = {}
+        self.write(environment_record(self.run_id, **self.run_details))
 
     def __repr__(self) -> str:
         # Short on purpose: hypothesis prints test arguments, and records grow large.
@@ -106,7 +112,8 @@ class ConformanceSession:
             self._writer.close()
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.current_test:
+        record.setdefault("run_id", self.run_id)
+        if self.current_test and record.get("record_type") == "result":
             record.setdefault("test", self.current_test)
         self.records.append(record)
         if self._writer:
@@ -130,6 +137,9 @@ class ConformanceSession:
         """Record comparisons made by a property; fail on findings the ledger does not explain."""
         data = case.materialize() if data is None else data
         version = adapter.version()
+        if adapter.label not in self._frameworks_seen:
+            self._frameworks_seen.add(adapter.label)
+            self.write(framework_record(self.run_id, adapter.label, version, adapter.device_info()))
         hard = conditioning(case, data)
         findings = [c for c in comparisons if c.verdict in FINDING_VERDICTS]
         case_file, command = self.save_case(case, adapter.label) if findings else (None, None)
@@ -144,8 +154,13 @@ class ConformanceSession:
                 record["known"] = entry.id if entry else None
                 if entry is None:
                     unexpected.append(record)
+                kind = (adapter.label, prop, comparison.quantity, record["known"])
+                if kind not in self._snippets_written:  # one reproduction snippet per kind of finding
+                    self._snippets_written.add(kind)
+                    record["snippet"] = adapter.snippet(case)
                 if self.current_test:
                     self.last_finding[self.current_test] = record
+                    self._adapters[self.current_test] = adapter
             if record.get("known") is None and comparison.ratio is not None and np.isfinite(comparison.ratio):
                 worst = max(worst, comparison.ratio)
             self.write(record)
@@ -177,5 +192,10 @@ class ConformanceSession:
             return None
         record = copy.deepcopy(finding)
         record.update(minimal=True, hypothesis_blob=blob)
+        adapter = self._adapters.get(test)
+        if adapter is not None and "snippet" not in record:
+            from .casefile import parse_case
+
+            record["snippet"] = adapter.snippet(parse_case(record["case"]))
         self.write(record)
         return record

@@ -1,7 +1,9 @@
 """Render result records into ``report.html``, ``summary.json`` and ``summary.md``.
 
-Inputs are JSON-lines records files, or run directories holding ``records/*.jsonl``.  Every
-record read is kept and attributed; the report states how many were read and rendered.
+Inputs are JSON-lines records files, or run directories holding ``records/*.jsonl``.  Runs
+from several machines, devices or framework versions merge into one report; every record
+read is kept and attributed to its file, and the report states how many were read and
+rendered.  Records of another schema version are refused with a message naming the file.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from typing import Any
 
 import jinja2
 
-from conformance.records import RecordFileError, environment, read_records
+from conformance.records import RECORD_SCHEMA_VERSION, RecordFileError, environment, read_records
 
+from . import plots
 from .summarize import (
     conventions_table,
+    counterexamples,
+    cross_device,
     findings,
+    framework_totals,
     inventory_table,
     ledger_status,
+    split,
     totals,
     verdict_matrix,
     worst_by_quantity,
@@ -61,18 +68,19 @@ def load(inputs: list[str | Path]) -> list[dict[str, Any]]:
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True,
     )  # fmt: skip
+    env.filters["num"] = lambda v: "-" if v is None else f"{v:.3g}"
+    return env
 
 
 def text_summary(summary: dict[str, Any]) -> str:
-    lines = ["framework            pass  discrepancy  error  unsupported"]
-    for framework, props in summary["matrix"].items():
-        counts = {v: sum(p.get(v, 0) for p in props.values()) for v in ("pass", "discrepancy", "error", "unsupported")}
-        lines.append(f"{framework:<20} {counts['pass']:>4}  {counts['discrepancy']:>11}  {counts['error']:>5}  {counts['unsupported']:>11}")
-    lines.append(f"{summary['records_read']} records read, {summary['records_rendered']} rendered")
+    lines = [f"{'framework':<24} {'pass':>6} {'discrepancy':>11} {'error':>6} {'unsupported':>11}"]
+    for framework, counts in summary["framework_totals"].items():
+        lines.append(f"{framework:<24} {counts['pass']:>6} {counts['discrepancy']:>11} {counts['error']:>6} {counts['unsupported']:>11}")
+    lines.append(f"{summary['records_read']} records read, {summary['records_rendered']} results rendered")
     t = summary["totals"]
     status = summary["ledger"]
     lines.append(
@@ -85,11 +93,23 @@ def text_summary(summary: dict[str, Any]) -> str:
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:
-    lines = ["# Batch-norm conformance", "", "| framework | pass | discrepancy | error | unsupported |", "|---|---|---|---|---|"]
-    for framework, props in summary["matrix"].items():
-        counts = [sum(p.get(v, 0) for p in props.values()) for v in ("pass", "discrepancy", "error", "unsupported")]
-        lines.append(f"| {framework} | " + " | ".join(map(str, counts)) + " |")
-    lines += ["", f"{summary['records_read']} records read, {summary['records_rendered']} rendered."]
+    t = summary["totals"]
+    lines = [
+        "# Batch-norm conformance", "",
+        f"{t['pass']} checks passed, {t['unexpected']} unexpected findings, {t['known']} known (ledger), "
+        f"{t['unsupported']} unsupported; {summary['records_read']} records read.", "",
+        "| framework | pass | discrepancy | error | unsupported |", "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for framework, counts in summary["framework_totals"].items():
+        lines.append(f"| {framework} | " + " | ".join(str(counts[v]) for v in ("pass", "discrepancy", "error", "unsupported")) + " |")
+    status = summary["ledger"]
+    if status["new_findings"]:
+        lines += ["", "## Unexpected findings", ""]
+        lines += [f"- {f['framework']} {f['property']} {f['quantity']}: {f['message'][:300]} (`{f['replay']}`)" for f in status["new_findings"][:50]]
+    if status["not_reproduced"]:
+        lines += ["", "## Ledger entries that no longer reproduce", ""]
+        lines += [f"- {e['id']} on {e['framework']} {e['version']}" for e in status["not_reproduced"]]
+    lines += ["", "Known: " + (", ".join(f"{e['id']} ({e['framework']}, {e['hits']} findings)" for e in status["reproduced"]) or "none")]
     return "\n".join(lines) + "\n"
 
 
@@ -100,23 +120,35 @@ def render_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = load(inputs) if inputs else []
+    results, environments, frameworks = split(records)
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
+        "record_schema_version": RECORD_SCHEMA_VERSION,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "profile": profile,
+        "inputs": [str(p) for p in record_files(inputs)] if inputs else [],
         "records_read": len(records),
-        "records_rendered": len(records),
-        "totals": totals(records),
-        "matrix": verdict_matrix(records),
-        "worst": worst_by_quantity(records),
-        "ledger": ledger_status(records),
-        "conventions": conventions_table(records),
-        "inventories": inventory_table(records),
+        "records_rendered": len(results),
+        "totals": totals(results),
+        "framework_totals": framework_totals(results),
+        "matrix": verdict_matrix(results),
+        "worst": worst_by_quantity(results),
+        "ledger": ledger_status(results),
+        "conventions": conventions_table(results),
+        "inventories": inventory_table(results),
+        "cross_device": cross_device(results),
         "runs": runs or [],
-        "environment": environment(),
-        "frameworks": sorted({f"{r['framework']} {r.get('framework_version', '')}".strip() for r in records}),
+        "environments": environments,
+        "framework_versions": frameworks,
+        "renderer_environment": environment(),
     }
-    html = _environment().get_template("report.html.j2").render(summary=summary, findings=findings(records))
+    html = _environment().get_template("report.html.j2").render(
+        summary=summary,
+        counterexamples=counterexamples(results),
+        findings=findings(results)[:500],
+        scatter=plots.error_vs_conditioning(results),
+        headroom=plots.headroom_histogram(results),
+    )
     paths = {"html": out / "report.html", "json": out / "summary.json", "markdown": out / "summary.md"}
     paths["html"].write_text(html, encoding="utf-8")
     paths["json"].write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")

@@ -65,7 +65,7 @@ def findings(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
     found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for line in results.read_text().splitlines():
         record = json.loads(line)
-        if record["verdict"] in ("discrepancy", "error") and record.get("known") is None:
+        if record.get("verdict") in ("discrepancy", "error") and record.get("known") is None:
             found[record["framework"]][record["property"]].add(record["quantity"])
     return found
 

@@ -58,7 +58,20 @@ def _probe_record(conformance, adapter, case, convention: str, declared, probed,
         message="" if same else f"{convention}: declared {declared!r}, but the framework behaves as {probed!r}",
     )  # fmt: skip
     probe = {"convention": convention, "declared": declared, "probed": probed, **evidence}
-    conformance.record(adapter, case, "conventions", [comparison], {"probe": probe})
+    declared_all = adapter.conventions
+    table = {
+        "momentum": f"{declared_all.momentum_name} = {declared_all.momentum_default:g} "
+                    f"({'weights the new batch' if declared_all.momentum_form == 'new_weight' else 'weights the old statistic'})",
+        "canonical decay": f"{declared_all.default_decay:g} (d = {'1 − momentum' if declared_all.momentum_form == 'new_weight' else 'momentum'})",
+        "ε default": f"{declared_all.eps_default:g}",
+        "ε placement": declared_all.reference.eps_placement,
+        "running-variance estimator": declared_all.reference.running_variance,
+        "normalization variance": declared_all.normalization_variance,
+        "variance algorithm": declared_all.variance_algorithm,
+        "running average": declared_all.reference.averaging if declared_all.reference.tracks_running_stats else "none kept",
+        "default channel axis": str(declared_all.default_channel_axis),
+    }  # fmt: skip
+    conformance.record(adapter, case, "conventions", [comparison], {"probe": probe, "declared_conventions": table})
 
 
 def test_momentum_direction(conformance, adapter, bnconf_device):

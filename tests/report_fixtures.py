@@ -1,0 +1,48 @@
+"""Result records for report tests, produced by the real session on the NumPy fakes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+from fakes import CrashingAdapter, NumpyAdapter
+
+from conformance.case import Case, Generator
+from conformance.ledger import Ledger
+from conformance.session import ConformanceFailure, ConformanceSession
+
+HOSTILE_MESSAGE = "<script>window.__bnconf_xss = 1</script><b>bold</b> & more"
+
+
+class HostileAdapter(CrashingAdapter):
+    """Raises an error whose message is HTML, to prove the report shows it as text."""
+
+    name = "hostile-fake"
+
+    def train(self, case, data, settings):
+        raise RuntimeError(HOSTILE_MESSAGE)
+
+
+def write_run(directory: Path, *, version_suffix: str = "", device: str = "cpu") -> Path:
+    """A run directory with records of an honest, a broken and a crashing implementation."""
+    results = directory / "records" / "fakes.jsonl"
+    session = ConformanceSession(results, ledger=Ledger([]), run_details={"hypothesis_profile": "ci", "device": device})
+    case = Case(shape=(6, 3, 4), channel_axis=1, dtype="float32", x=Generator(seed=1, loc=(1.0, -2.0, 3.0)),
+                eps=1e-3, decay=0.9, training_steps=2, gamma=np.array([1.0, 2.0, 0.5]), beta=np.array([0.0, 1.0, -1.0]))  # fmt: skip
+    for adapter in (NumpyAdapter(""), NumpyAdapter("no_eps"), HostileAdapter("")):
+        if version_suffix:
+            adapter.version = lambda suffix=version_suffix: f"numpy-fake {suffix}"  # type: ignore[method-assign]
+        for prop, phases in (("training", ("training",)), ("inference", ("inference",))):
+            with contextlib.suppress(ConformanceFailure):
+                session.check(adapter, case, prop, phases)
+    session.close()
+    return directory
+
+
+def rewrite_schema(path: Path, version: int) -> None:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        line["schema_version"] = version
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))

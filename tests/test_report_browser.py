@@ -1,0 +1,95 @@
+"""The report in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+It must render with no console errors, its tables must sort and filter, and an error
+message that contains HTML must show as text (and never run).  A screenshot is saved.
+Chromium comes from Debian's ``chromium`` package (``.ci/run`` installs it); without it, or
+without Playwright, these tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from report_fixtures import HOSTILE_MESSAGE, write_run
+
+from reports.render import render_report
+
+CHROMIUM = os.environ.get("BNCONF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]  # fmt: skip
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set BNCONF_CHROMIUM)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("browser")
+    render_report([write_run(directory / "run")], directory / "out")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.console_errors = []
+        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        page.goto((directory / "out" / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        page.screenshot_path = directory / "report.png"
+        yield page
+        browser.close()
+
+
+def test_renders_without_console_errors(page):
+    assert page.title() == "Batch-norm conformance report"
+    assert page.locator("#matrix tbody tr").count() > 0
+    assert page.console_errors == []
+
+
+def test_screenshot(page):
+    page.screenshot(path=str(page.screenshot_path), full_page=True)
+    assert page.screenshot_path.stat().st_size > 10_000
+
+
+def _column(page, table: str, index: int) -> list[str]:
+    return [cell.strip() for cell in page.locator(f"#{table} tbody tr td:nth-child({index})").all_inner_texts()]
+
+
+def test_tables_sort(page):
+    header = page.locator("#matrix thead th", has_text="framework")
+    header.click()
+    ascending = _column(page, "matrix", 1)
+    assert ascending == sorted(ascending, key=str.lower)
+    header.click()
+    descending = _column(page, "matrix", 1)
+    assert descending == sorted(ascending, key=str.lower, reverse=True)
+    assert ascending != descending
+
+
+def test_numeric_columns_sort_as_numbers(page):
+    page.locator("#worst thead th", has_text="ratio").first.click()
+    values = [float(v) for v in page.locator("#worst tbody tr td:nth-child(9)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value)")]  # fmt: skip
+    assert values == sorted(values)
+
+
+def test_tables_filter(page):
+    rows = page.locator("#matrix tbody tr")
+    total = rows.count()
+    page.fill("input[data-table=matrix]", "no_eps inference")
+    visible = [row for row in rows.all() if row.is_visible()]
+    assert 0 < len(visible) < total
+    assert all("no_eps" in row.inner_text() and "inference" in row.inner_text() for row in visible)
+    page.fill("input[data-table=matrix]", "")
+    assert sum(row.is_visible() for row in rows.all()) == total
+
+
+def test_html_in_an_error_message_shows_as_text(page):
+    assert page.evaluate("window.__bnconf_xss") is None, "a script from an error message ran"
+    messages = page.locator("pre.message", has_text="<b>bold</b>")
+    assert messages.count() > 0
+    assert HOSTILE_MESSAGE in messages.first.inner_text()
+    assert page.locator("pre.message b").count() == 0
