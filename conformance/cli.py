@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("cpu", "gpu", "all"), default="cpu", help="device to run on (default: cpu)")
     run.add_argument("--profile", choices=("dev", "ci", "nightly"), default="ci", help="hypothesis profile (default: ci)")
     run.add_argument("--out", default="bnconf-out", help="output directory (default: bnconf-out)")
+    run.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="kill a framework's process when one check runs longer (default: 600)")
 
     explain = commands.add_parser("explain", help="a framework's batch norm for one input shape, as formulas")
     explain.add_argument("framework", help="framework name, e.g. torch, keras, flax")
@@ -124,7 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.frameworks:
         _check_frameworks(args.frameworks)
-    return run_suite(frameworks=args.frameworks, device=args.device, profile=args.profile, out=args.out)
+    return run_suite(frameworks=args.frameworks, device=args.device, profile=args.profile, out=args.out,
+                     case_timeout=args.case_timeout)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -128,6 +128,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash.get(_SESSION_KEY, None)
     if session is not None:
         session.current_test = item.nodeid
+        if "adapter" in getattr(item, "fixturenames", ()):  # a suite test: its whole run counts as in flight
+            session.mark_inflight(item.callspec.params.get("bnconf_framework"), "setup", None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,18 +8,16 @@ report is rendered from whatever records exist when every process has ended.
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from adapters.registry import all_specs, registered, split_spec
 
+from .supervise import supervise
+
 SUITE = Path(__file__).parent / "suite"
 EXIT_OK, EXIT_FOUND = 0, 1
-_PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
-PYTEST_OUTCOMES = {0: "passed", 1: "findings", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests ran"}
+DEFAULT_CASE_TIMEOUT = 600.0
 
 
 def group_by_framework(specs: list[str]) -> dict[str, list[str]]:
@@ -37,44 +35,35 @@ def pytest_command(specs: list[str], device: str, profile: str, results: Path) -
     ]  # fmt: skip
 
 
-def run_framework(name: str, specs: list[str], device: str, profile: str, out: Path) -> dict:
-    """Run the suite for one framework in its own process; return how it ended."""
-    results = out / "records" / f"{name}.jsonl"
+def run_framework(
+    name: str, specs: list[str], device: str, profile: str, out: Path, case_timeout: float = DEFAULT_CASE_TIMEOUT,
+    env: dict | None = None, label: str | None = None,
+) -> dict:  # fmt: skip
+    """Run the suite for one framework in its own supervised process; return how it ended."""
+    label = label or name
+    results = out / "records" / f"{label}.jsonl"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.unlink(missing_ok=True)
-    log_path = out / "logs" / f"{name}.log"
+    log_path = out / "logs" / f"{label}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    print(f"[{name}] running {', '.join(specs)} on {device} (profile {profile}) ...", flush=True)
-    with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            pytest_command(specs, device, profile, results), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert process.stdout is not None
-        last = ""
-        for line in process.stdout:
-            log.write(line)
-            match = _PROGRESS.search(line)  # pytest's progress lines: "....F. [ 12/140]"
-            if match:
-                progress = match.group(0).strip()
-                if progress != last:
-                    print(f"[{name}] {progress}", flush=True)
-                    last = progress
-        code = process.wait()
-    seconds = time.monotonic() - started
-    outcome = PYTEST_OUTCOMES.get(code, f"crashed (exit code {code})")
-    print(f"[{name}] {outcome} in {seconds:.0f}s; log: {log_path}", flush=True)
-    return {"framework": name, "specs": specs, "exit_code": code, "outcome": outcome, "seconds": round(seconds, 1),
-            "records": str(results), "log": str(log_path)}  # fmt: skip
+    print(f"[{label}] running {', '.join(specs)} on {device} (profile {profile}) ...", flush=True)
+    outcome = supervise(pytest_command(specs, device, profile, results), label=label, results=results,
+                        log_path=log_path, case_timeout=case_timeout, env=env,
+                        echo=lambda line: print(line, flush=True))  # fmt: skip
+    print(f"[{label}] {outcome.outcome} in {outcome.seconds:.0f}s; log: {log_path}", flush=True)
+    return {"framework": label, "specs": specs, "exit_code": outcome.exit_code, "outcome": outcome.outcome,
+            "seconds": outcome.seconds, "records": str(results), "log": str(log_path)}  # fmt: skip
 
 
-def run_suite(frameworks: list[str] | None, device: str, profile: str, out: str | Path) -> int:
+def run_suite(
+    frameworks: list[str] | None, device: str, profile: str, out: str | Path, case_timeout: float = DEFAULT_CASE_TIMEOUT
+) -> int:
     from reports.render import render_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = frameworks or all_specs(list(registered()))
-    runs = [run_framework(name, group, device, profile, out) for name, group in group_by_framework(specs).items()]
+    runs = [run_framework(name, group, device, profile, out, case_timeout) for name, group in group_by_framework(specs).items()]
     record_files = [r["records"] for r in runs if Path(r["records"]).exists()]
     summary = render_report(record_files, out, runs=runs, profile=profile)
     print()

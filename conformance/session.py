@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,7 @@ class ConformanceSession:
         self._writer = RecordWriter(self.results_path) if self.results_path else None
         self.cases_dir = (self.results_path.parent.parent / "cases") if self.results_path else None
         self.run_id = new_run_id()
+        self.inflight_path = self.results_path.with_suffix(".inflight.json") if self.results_path else None
         self._frameworks_seen: set[str] = set()
         self._snippets_written: set[tuple] = set()
         self._adapters: dict[str, Adapter] = {}
@@ -182,8 +185,35 @@ class ConformanceSession:
         if reason is not None:
             raise Unsupported(reason)
         data = case.materialize()
-        result = check_case(adapter, case, data, phases)
+        self.mark_inflight(adapter.label, prop, case)
+        try:
+            result = check_case(adapter, case, data, phases)
+        finally:
+            self.mark_inflight(None, prop, None)
         return self.record(adapter, case, prop, result.comparisons, extra, data)
+
+    def observe(self, adapter: Adapter, case: Case, prop: str, data: CaseData | None = None, phases: tuple[str, ...] = PHASES):
+        """``adapter.run`` for properties that compare outcomes themselves, announced like a check."""
+        self.mark_inflight(adapter.label, prop, case)
+        try:
+            return adapter.run(case, data, phases)
+        finally:
+            self.mark_inflight(None, prop, None)
+
+    def mark_inflight(self, framework: str | None, prop: str, case: Case | None) -> None:
+        """Tell a supervising process which check is running (``None``: between checks).
+
+        If the process crashes or hangs, the supervisor (``conformance.run``) records an
+        error for this check from this file; everything recorded before stays.
+        """
+        if self.inflight_path is None:
+            return
+        state = {"test": self.current_test, "framework": framework, "property": prop, "pid": os.getpid(),
+                 "started": time.time() if case is not None or framework is not None else None,
+                 "case": case_to_json(case) if case is not None else None}  # fmt: skip
+        temporary = self.inflight_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, default=str))
+        temporary.replace(self.inflight_path)
 
     def record_counterexample(self, test: str, blob: str | None) -> dict[str, Any] | None:
         """Re-write the failing test's last finding, marked as its minimal counterexample."""

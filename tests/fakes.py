@@ -193,3 +193,40 @@ class CrashingAdapter(NumpyAdapter):
 
     def train(self, case, data, settings):
         raise RuntimeError("Expected more than 1 value per channel when training <b>bold</b>")
+
+
+class SegfaultAdapter(NumpyAdapter):
+    """An adapter whose framework dies with SIGSEGV in training (a crashed process)."""
+
+    name = "segfault-fake"
+    variants: ClassVar[dict[str, str]] = {}
+
+    def train(self, case, data, settings):
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: SIGSEGV, the whole process dies
+
+
+class AbortAdapter(NumpyAdapter):
+    """An adapter whose framework aborts (SIGABRT) in its gradients."""
+
+    name = "abort-fake"
+    variants: ClassVar[dict[str, str]] = {}
+
+    def gradients(self, case, data, settings):
+        import os
+
+        os.abort()
+
+
+class HangingAdapter(NumpyAdapter):
+    """An adapter whose framework never returns from inference mode."""
+
+    name = "hanging-fake"
+    variants: ClassVar[dict[str, str]] = {}
+
+    def evaluate(self, case, data, settings):
+        import time
+
+        while True:
+            time.sleep(1)

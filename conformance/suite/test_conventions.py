@@ -34,14 +34,14 @@ def _case(adapter, device, values_per_channel: list[list[float]], **fields) -> C
     return Case(shape=x.shape, channel_axis=1, dtype="float64", x=x, device=device, **base)
 
 
-def _observe(adapter, case: Case, quantity: str) -> np.ndarray:
+def _observe(conformance, adapter, case: Case, quantity: str) -> np.ndarray:
     reason = adapter.unsupported_reason(case)
     if reason is not None:
         pytest.skip(reason)
     if quantity.startswith("running_") and not adapter.conventions.reference.tracks_running_stats:
         pytest.skip(f"{adapter.label} keeps no running statistics")
     phase = "inference" if quantity == "y_eval" else "training"
-    outcome = adapter.run(case, phases=(phase,))[quantity]
+    outcome = conformance.observe(adapter, case, "conventions", phases=(phase,))[quantity]
     if outcome.error:
         pytest.fail(f"{adapter.label} raised while probing {quantity}: {outcome.error}")
     return outcome.value
@@ -77,7 +77,7 @@ def _probe_record(conformance, adapter, case, convention: str, declared, probed,
 def test_momentum_direction(conformance, adapter, bnconf_device):
     values = [[1.0, 3.0, 5.0, 7.0]]  # batch mean 4
     case = _case(adapter, bnconf_device, values, decay=0.8)
-    observed = float(_observe(adapter, case, "running_mean")[0, 0])
+    observed = float(_observe(conformance, adapter, case, "running_mean")[0, 0])
     declared = adapter.conventions.momentum_form
     flipped = "old_weight" if declared == "new_weight" else "new_weight"
     probed = _closest(observed, {declared: 0.2 * 4.0, flipped: 0.8 * 4.0})
@@ -87,7 +87,7 @@ def test_momentum_direction(conformance, adapter, bnconf_device):
 def test_running_variance_estimator(conformance, adapter, bnconf_device):
     values = [[1.0, 3.0, 5.0, 7.0]]  # biased variance 5, unbiased 20/3
     case = _case(adapter, bnconf_device, values, decay=0.0)
-    observed = float(_observe(adapter, case, "running_var")[0, 0])
+    observed = float(_observe(conformance, adapter, case, "running_var")[0, 0])
     probed = _closest(observed, {"biased": 5.0, "unbiased": 20.0 / 3.0})
     declared = adapter.conventions.reference.running_variance
     _probe_record(conformance, adapter, case, "running_variance", declared, probed, {"observed_running_var": observed})
@@ -96,7 +96,7 @@ def test_running_variance_estimator(conformance, adapter, bnconf_device):
 def test_eps_placement(conformance, adapter, bnconf_device):
     values = [[-1.0, 1.0, -1.0, 1.0]]  # mean 0, variance 1
     case = _case(adapter, bnconf_device, values, eps=1.0)
-    observed = float(_observe(adapter, case, "y_train")[0, 1, 0])
+    observed = float(_observe(conformance, adapter, case, "y_train")[0, 1, 0])
     probed = _closest(observed, {"inside": 1.0 / math.sqrt(2.0), "outside": 1.0 / 2.0})
     declared = adapter.conventions.reference.eps_placement
     _probe_record(conformance, adapter, case, "eps_placement", declared, probed, {"observed_y": observed})
@@ -105,7 +105,7 @@ def test_eps_placement(conformance, adapter, bnconf_device):
 def test_eps_default(conformance, adapter, bnconf_device):
     values = [[-1e-3, 1e-3, -1e-3, 1e-3]]  # variance 1e-6: y = x/√(1e-6 + ε) reveals ε
     case = _case(adapter, bnconf_device, values, eps=None)
-    observed = float(_observe(adapter, case, "y_train")[0, 1, 0])
+    observed = float(_observe(conformance, adapter, case, "y_train")[0, 1, 0])
     probed = float((1e-3 / observed) ** 2 - 1e-6)
     probed = float(f"{probed:.2g}")
     _probe_record(conformance, adapter, case, "eps_default", float(adapter.conventions.eps_default), probed, {"observed_y": observed})
@@ -114,7 +114,7 @@ def test_eps_default(conformance, adapter, bnconf_device):
 def test_momentum_default(conformance, adapter, bnconf_device):
     values = [[1.0, 3.0, 5.0, 7.0]]
     case = _case(adapter, bnconf_device, values, decay=None)
-    observed = float(_observe(adapter, case, "running_mean")[0, 0])
+    observed = float(_observe(conformance, adapter, case, "running_mean")[0, 0])
     probed = float(f"{1.0 - observed / 4.0:.4g}")  # running = d·0 + (1 − d)·4
     declared = float(adapter.conventions.default_decay)
     _probe_record(conformance, adapter, case, "default_decay", declared, probed, {"observed_running_mean": observed})

@@ -45,11 +45,11 @@ def _moved(case: Case, data: CaseData, target: int) -> tuple[Case, CaseData]:
     return moved, moved.materialize()
 
 
-def _run(adapter, case: Case, data: CaseData):
+def _run(conformance, adapter, case: Case, data: CaseData):
     settings = adapter.settings(case)
     expected = expected_values(case, data, settings)
     allowed = tolerances(case, data, settings, expected)
-    return expected, allowed, adapter.run(case, data)
+    return expected, allowed, conformance.observe(adapter, case, "layout", data)
 
 
 @given(data=st.data())
@@ -68,8 +68,8 @@ def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, d
         twin_case, twin_data = _moved(case, first_data, target)
     else:
         twin_case, twin_data = case, first_data
-    expected, allowed, observed = _run(adapter, case, first_data)
-    twin_expected, twin_allowed, twin_observed = _run(twin, twin_case, twin_data)
+    expected, allowed, observed = _run(conformance, adapter, case, first_data)
+    twin_expected, twin_allowed, twin_observed = _run(conformance, twin, twin_case, twin_data)
     max_finite = largest_finite(case.dtype)
     comparisons = compare_outcomes(expected, allowed, observed, max_finite=max_finite)
     twin_comparisons = compare_outcomes(twin_expected, twin_allowed, twin_observed, max_finite=max_finite)

@@ -1,0 +1,121 @@
+"""Supervising one framework's suite process: progress, per-case timeout, crash records.
+
+Each framework runs ``pytest`` in a process of its own.  The child announces the check it
+is running in ``<records>.inflight.json`` (see ``ConformanceSession.mark_inflight``).  The
+supervisor here forwards progress, kills the child when one check runs longer than the
+per-case timeout, and when the child dies (a signal such as SIGSEGV or SIGABRT, the OOM
+killer's SIGKILL, or a timeout) writes an ``error`` record for the check it was running.
+Records written before stay: they were flushed line by line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .case import Case, Generator
+from .casefile import CaseFileError, parse_case
+from .compare import ERROR, Comparison
+from .records import RecordWriter, make_record
+
+_PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
+PYTEST_OUTCOMES = {0: "passed", 1: "findings", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests ran"}
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    outcome: str
+    seconds: float
+    timed_out: bool = False
+    crash_message: str | None = None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: out of memory, or a timeout)" if -code == signal.SIGKILL else ""
+        return f"crashed with {name}{hint}"
+    return PYTEST_OUTCOMES.get(code, f"exited with code {code}")
+
+
+def _reader(stream, log, label: str, echo) -> None:
+    last = ""
+    for line in stream:
+        log.write(line)
+        log.flush()
+        match = _PROGRESS.search(line)
+        if match and match.group(0).strip() != last:
+            last = match.group(0).strip()
+            echo(f"[{label}] {last}")
+
+
+def supervise(
+    command: list[str], *, label: str, results: Path, log_path: Path, case_timeout: float, env: dict | None = None,
+    echo=print,
+) -> Outcome:  # fmt: skip
+    """Run ``command`` (a suite process writing ``results``), enforcing the per-case timeout."""
+    inflight = results.with_suffix(".inflight.json")
+    inflight.unlink(missing_ok=True)
+    started = time.monotonic()
+    timed_out = False
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env=env, start_new_session=True)  # fmt: skip
+        thread = threading.Thread(target=_reader, args=(process.stdout, log, label, echo), daemon=True)
+        thread.start()
+        while process.poll() is None:
+            state = _read(inflight)
+            if state.get("started") and time.time() - state["started"] > case_timeout:
+                timed_out = True
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                break
+            time.sleep(0.2)
+        thread.join(timeout=10)
+    code = process.returncode
+    seconds = time.monotonic() - started
+    outcome = f"hung: one check ran past {case_timeout:g}s and was killed" if timed_out else describe_exit(code)
+    crashed = timed_out or code < 0 or code not in PYTEST_OUTCOMES
+    result = Outcome(code, outcome, round(seconds, 1), timed_out, outcome if crashed else None)
+    if crashed:
+        record_crash(results, inflight, label, outcome)
+    inflight.unlink(missing_ok=True)
+    return result
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_crash(results: Path, inflight: Path, label: str, outcome: str) -> None:
+    """An ``error`` record for the check the dead process was running (or for the process)."""
+    state = _read(inflight)
+    case = None
+    if state.get("case"):
+        try:
+            case = parse_case(state["case"])
+        except CaseFileError:
+            case = None
+    running = state.get("test") or "no check in flight (between checks, or before the first)"
+    message = f"the {label} process {outcome} while running {running}"
+    comparison = Comparison("*", ERROR, message=message)
+    placeholder = Case(shape=(1, 1), channel_axis=1, dtype="float32", x=Generator())
+    record = make_record(prop=state.get("property") or "process", framework=state.get("framework") or label,
+                         framework_version="unknown", case=case or placeholder, comparison=comparison,
+                         extra={"crash": True, "test": state.get("test")})  # fmt: skip
+    with RecordWriter(results) as writer:
+        writer.write(record)
