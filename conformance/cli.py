@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--device", choices=("cpu", "gpu"), help="override the case's device")
     replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    matrix = commands.add_parser("matrix", help="run the CI matrix's cells that can run here, and merge them")
+    matrix.add_argument("--cells", type=_frameworks, help="comma-separated cell names (default: every cell)")
+    matrix.add_argument("--jobs", type=int, default=1, help="cells to run at once (default: 1)")
+    matrix.add_argument("--profile", choices=("dev", "ci", "nightly"), default="ci", help="hypothesis profile (default: ci)")
+    matrix.add_argument("--out", default="bnconf-out/matrix", help="output directory (default: bnconf-out/matrix)")
+    matrix.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="kill a cell's process when one check runs longer (default: 600)")
+    matrix.add_argument("--list", action="store_true", help="list the cells and whether each can run here, then stop")
+
     report = commands.add_parser("report", help="render (and merge) result files into one report")
     report.add_argument("results", nargs="+", help="records files (JSON lines) or run directories")
     report.add_argument("-o", "--out", required=True, help="output directory")
@@ -141,7 +150,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "explain": cmd_explain, "replay": cmd_replay, "report": cmd_report}
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from .matrix import MatrixError, load_matrix, plan, run_matrix, select
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    try:
+        if args.list:
+            decided = plan(select(load_matrix(), args.cells))
+            for cell, overlay in decided.runnable:
+                extra = f" (installs {', '.join(overlay)} for this cell)" if overlay else ""
+                print(f"{cell.name:32} runs here{extra}")
+            for cell, reason in decided.skipped:
+                print(f"{cell.name:32} skipped: {reason}")
+            return EXIT_OK
+        return run_matrix(args.cells, args.jobs, args.profile, args.out, args.case_timeout)
+    except MatrixError as error:
+        raise UsageError(str(error)) from None
+
+
+COMMANDS = {"run": cmd_run, "matrix": cmd_matrix, "explain": cmd_explain, "replay": cmd_replay, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

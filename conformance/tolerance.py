@@ -8,7 +8,9 @@ computing in the case's dtype would at most produce on *this* data.  Three thing
   statistics in at least float32 (BN in float16 overflows otherwise), so we expect that too;
 * **reduction size** N, through the probabilistic rounding-error bound of a sum of N terms,
   whose error grows like √N·u rather than the worst case N·u (Higham & Mary, 2019);
-  we use f(N) = √N + 1;
+  we use f(N) = √N + 1.  That bound assumes independent rounding errors, which holds for
+  the data's fluctuations around the mean but not for its common offset: N nearly equal
+  summands round alike, so the offset's share of the mean keeps the worst case (N − 1)·u;
 * **conditioning** of the data: the error of x − μ scales with |x| + |μ| (not with the
   spread σ), the variance's condition number scales with mean(|x − μ|·|x|)/σ², and every
   error is divided by s = √(σ² + ε), so a variance small against ε damps them and a large
@@ -16,7 +18,7 @@ computing in the case's dtype would at most produce on *this* data.  Three thing
 
 First-order bounds, per channel (M₁ = mean|x|, x̂ = (x − μ)/s):
 
-    Δμ     = u_acc·f(N)·M₁ + u·|μ|
+    Δμ     = u_acc·(f(N)·mean|x − μ| + (N − 1)·|μ|) + u·|μ|
     Δσ²    = u_acc·f(N)·2·mean(|x − μ|·|x|) + Δμ² + u·σ²
     Δs/s   = |ds/dσ²|·Δσ²/s                       (½Δσ²/(σ²+ε) with ε inside)
     Δx̂     = (u·(|x| + |μ|) + η_sub + Δμ)/s + |x̂|·Δs/s
@@ -154,8 +156,10 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
 
         def batch_errors(x, mean, var, count):
             f = growth(count)
-            m1 = np.mean(np.abs(_nan_safe(x)), axis=axes)
-            dmean = u_acc * f * m1 + u * np.abs(mean)
+            # The spread's rounding errors are independent (√N growth); the common offset's are
+            # not (N copies of nearly one value round alike), so it gets the worst case N − 1.
+            fluctuation = np.mean(np.abs(_nan_safe(x - bc(mean))), axis=axes)
+            dmean = u_acc * (f * fluctuation + (count - 1) * np.abs(mean)) + u * np.abs(mean)
             spread = np.mean(np.abs(_nan_safe(x - bc(mean))) * np.abs(_nan_safe(x)), axis=axes)
             dvar = u_acc * f * 2.0 * spread + dmean**2 + u * np.abs(var)
             return _nan_safe(dmean), _nan_safe(dvar)
