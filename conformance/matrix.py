@@ -214,8 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.matrix", description="Print the CI matrix.")
     parser.add_argument("--github", action="store_true", help="print the cells as JSON for strategy.matrix")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="only cells of this device")
+    parser.add_argument("--cells", default="", help="comma-separated cell names (empty: every cell)")
     args = parser.parse_args(argv)
-    cells = [c for c in load_matrix() if args.device in (None, c.device)]
+    names = [n.strip() for n in args.cells.split(",") if n.strip()]
+    try:
+        cells = [c for c in select(load_matrix(), names) if args.device in (None, c.device)]
+    except MatrixError as error:
+        parser.exit(2, f"error: {error}\n")
     if args.github:
         print(json.dumps([c.to_github() for c in cells]))
     else:
