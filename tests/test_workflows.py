@@ -34,7 +34,8 @@ def test_nightly_reads_the_matrix_file():
     assert "fail-fast: false" in text
     assert "bnconf report records -o site" in text
     assert "GITHUB_STEP_SUMMARY" in text
-    assert "schedule:" in text and "workflow_dispatch:" in text
+    assert "schedule:" in text
+    assert "workflow_dispatch:" in text
 
 
 def test_matrix_json_lists_every_cell():
@@ -55,7 +56,7 @@ def test_matrix_covers_versions_devices_and_pythons():
 
 
 def test_unknown_cell_names_the_known_ones():
-    with pytest.raises(MatrixError, match="unknown cell.*known cells: torch-newest-cpu"):
+    with pytest.raises(MatrixError, match=r"unknown cell.*known cells: torch-newest-cpu"):
         select(load_matrix(), ["no-such-cell"])
 
 
