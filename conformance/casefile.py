@@ -236,7 +236,7 @@ def _array_source(document: dict, name: str, shape: tuple, channels: int, steps:
     if isinstance(value, dict):
         return _generator(name, value, channels)
     array = _numbers(name, value)
-    allowed = [shape] + ([(steps, *shape)] if steps > 1 else [])
+    allowed = [shape] if name == "dy" else [shape, (steps, *shape)]
     if array.shape not in allowed:
         expected = " or ".join(str(list(s)) for s in allowed)
         raise CaseFileError(name, f"expected an array of shape {expected}, got shape {list(array.shape)}")

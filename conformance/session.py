@@ -51,7 +51,7 @@ def case_id(case: Case) -> str:
 def conditioning(case: Case, data: CaseData) -> dict[str, Any]:
     """How hard the case's first batch is, in the terms of the tolerance model.
 
-    ``offset_ratio``: the largest per-channel |mean|/std over channels with a spread;
+    ``offset_ratio``: the largest per-channel |mean|/std (∞ for a constant channel away from 0);
     ``constant_channels``: channels with no spread; ``one_value_per_channel``: N = 1;
     ``min_var_over_eps``: the smallest
     per-channel variance relative to ε (``None`` when ε is the framework's default).
@@ -61,12 +61,13 @@ def conditioning(case: Case, data: CaseData) -> dict[str, Any]:
     with np.errstate(all="ignore"):
         mean = np.mean(x, axis=axes)
         std = np.std(x, axis=axes)
-        spread = std > 0
-        offset = np.abs(mean[spread]) / std[spread]
-    finite = offset[np.isfinite(offset)]
+        # A constant channel away from zero is the limit of a large mean against a small
+        # spread: its ratio is infinite (and 0 for a constant zero channel).
+        offset = np.where(std > 0, np.abs(mean) / std, np.where(mean != 0, np.inf, 0.0))
+    known = offset[~np.isnan(offset)]
     variances = (std**2)[np.isfinite(std)]
     return {
-        "offset_ratio": float(finite.max()) if finite.size else 0.0,
+        "offset_ratio": float(known.max()) if known.size else 0.0,
         "constant_channels": int(np.count_nonzero(std == 0)),
         "one_value_per_channel": case.layout.count(case.shape) == 1,
         "min_var_over_eps": float(variances.min() / case.eps) if case.eps and variances.size else None,
@@ -226,6 +227,9 @@ class ConformanceSession:
         if adapter is not None and "snippet" not in record:
             from .casefile import parse_case
 
-            record["snippet"] = adapter.snippet(parse_case(record["case"]))
+            try:
+                record["snippet"] = adapter.snippet(parse_case(record["case"]))
+            except Exception as error:  # a report hook must never take the test run down
+                record["snippet_error"] = f"{type(error).__name__}: {error}"
         self.write(record)
         return record
