@@ -36,10 +36,9 @@ def expected_values(case: Case, data: CaseData, settings: Settings) -> Expected:
 
 def tolerances(case: Case, data: CaseData, settings: Settings, expected: Expected) -> dict:
     inputs = ToleranceInputs(
-        batches=data.batches, gamma=data.gamma, beta=data.beta, running_mean=data.running_mean,
-        running_var=data.running_var, dy=data.dy, axis=case.channel_axis, eps=settings.eps,
-        decay=settings.decay, dtype=case.dtype, conventions=settings.conventions,
-    )  # fmt: skip
+        data=data, axis=case.channel_axis, eps=settings.eps, decay=settings.decay, dtype=case.dtype,
+        conventions=settings.conventions,
+    )
     return allowed_errors(inputs, expected)
 
 

@@ -57,6 +57,8 @@ from reference import UNIT_ROUNDOFF, Conventions, Expected
 from reference.dtypes import numpy_dtype
 from reference.forward import ChannelLayout
 
+from .case import CaseData
+
 #: Multiplies every first-order bound; see the module docstring and the README.
 SAFETY = 8.0
 
@@ -98,14 +100,9 @@ def growth(count: int) -> float:
 
 @dataclass(frozen=True)
 class ToleranceInputs:
-    """What the model needs to know about one case run."""
+    """What the model needs to know about one case run: its arrays and resolved settings."""
 
-    batches: list[np.ndarray]
-    gamma: np.ndarray | None
-    beta: np.ndarray | None
-    running_mean: np.ndarray
-    running_var: np.ndarray
-    dy: np.ndarray
+    data: CaseData
     axis: int
     eps: float
     decay: float | None
@@ -123,12 +120,12 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
     u = UNIT_ROUNDOFF[inputs.dtype]
     u_acc = min(u, _ACCUMULATION_FLOOR)
     eta = smallest_subnormal(inputs.dtype)  # x − μ formed in the compute dtype may underflow
-    layout = ChannelLayout.of(inputs.batches[0].shape, inputs.axis)
+    layout = ChannelLayout.of(inputs.data.batches[0].shape, inputs.axis)
     bc = layout.broadcast
     axes = layout.reduced_axes
-    channels = inputs.batches[0].shape[layout.axis]
-    gamma = np.ones(channels) if inputs.gamma is None else inputs.gamma
-    beta = np.zeros(channels) if inputs.beta is None else inputs.beta
+    channels = inputs.data.batches[0].shape[layout.axis]
+    gamma = np.ones(channels) if inputs.data.gamma is None else inputs.data.gamma
+    beta = np.zeros(channels) if inputs.data.beta is None else inputs.data.beta
     inside = inputs.conventions.eps_placement == "inside"
 
     with np.errstate(all="ignore"):
@@ -165,12 +162,12 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             return _nan_safe(dmean), _nan_safe(dvar)
 
         allowed: dict[str, np.ndarray] = {}
-        first = inputs.batches[0]
+        first = inputs.data.batches[0]
         zero = np.zeros(channels)
 
         # Inference mode with the given running statistics (exact inputs).
         if inputs.conventions.tracks_running_stats:
-            dx_hat, x_hat = normalized_error(first, inputs.running_mean, zero, inputs.running_var, zero)
+            dx_hat, x_hat = normalized_error(first, inputs.data.running_mean, zero, inputs.data.running_var, zero)
         else:
             dmean, dvar = batch_errors(first, expected.batch_means[0], expected.batch_vars[0], expected.count)
             dx_hat, x_hat = normalized_error(first, expected.batch_means[0], dmean, expected.batch_vars[0], dvar)
@@ -178,11 +175,11 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
 
         # Training steps and running statistics.
         outputs = []
-        r_mean, r_var = np.abs(inputs.running_mean), np.abs(inputs.running_var)
+        r_mean, r_var = np.abs(inputs.data.running_mean), np.abs(inputs.data.running_var)
         d_mean, d_var = zero, zero
         mean_tols, var_tols = [], []
         unbiased = inputs.conventions.running_variance == "unbiased"
-        for step, (x, mean, var) in enumerate(zip(inputs.batches, expected.batch_means, expected.batch_vars, strict=False), 1):
+        for step, (x, mean, var) in enumerate(zip(inputs.data.batches, expected.batch_means, expected.batch_vars, strict=False), 1):
             dmean, dvar = batch_errors(x, mean, var, expected.count)
             dx_hat, x_hat = normalized_error(x, mean, dmean, var, dvar)
             outputs.append(output_error(x_hat, dx_hat))
@@ -220,7 +217,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
         f = growth(count)
         dmean, dvar = batch_errors(x, mean, var, count)
         dx_hat, x_hat = normalized_error(x, mean, dmean, var, dvar)
-        dy = _nan_safe(inputs.dy)
+        dy = _nan_safe(inputs.data.dy)
         abs_dy = np.abs(dy)
         dy_xhat = dy * x_hat
         if "dbeta" in expected.values:
