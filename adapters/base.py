@@ -129,6 +129,21 @@ class Inventory:
     reported: dict[str, int] = field(default_factory=dict)
 
 
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version, from ``nvidia-smi``, or ``None`` without one."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else None
+
+
 @contextlib.contextmanager
 def quiet_warnings() -> Iterator[None]:
     """Run framework code with warnings silenced.
@@ -273,7 +288,8 @@ class Adapter(abc.ABC):
 
     def device_info(self) -> dict[str, str]:
         """What a record should say about the devices: accelerator names, driver, CUDA, cuDNN."""
-        return {}
+        driver = nvidia_driver()
+        return {"driver": driver} if driver else {}
 
     def snippet(self, case: Case) -> str:
         """Standalone code in the framework's own API that reproduces ``case`` (no bn-conformance needed)."""

@@ -199,7 +199,7 @@ class FlaxAdapter(Adapter):
 
     def device_info(self) -> dict[str, str]:
         jax = _jax()
-        return {"backend": jax.default_backend(), "devices": ", ".join(str(d) for d in jax.devices())}
+        return {**super().device_info(), "backend": jax.default_backend(), "devices": ", ".join(str(d) for d in jax.devices())}
 
     def snippet(self, case: Case) -> str:
         settings = self.settings(case)

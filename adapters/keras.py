@@ -193,7 +193,7 @@ class KerasAdapter(Adapter):
         tf = _tf()
         gpus = tf.config.list_physical_devices("GPU")
         build = tf.sysconfig.get_build_info()
-        info = {"gpus": ", ".join(g.name for g in gpus) or "none"}
+        info = {**super().device_info(), "gpus": ", ".join(g.name for g in gpus) or "none"}
         if gpus:
             info.update(cuda=str(build.get("cuda_version")), cudnn=str(build.get("cudnn_version")))
         return info

@@ -213,7 +213,7 @@ class TorchAdapter(Adapter):
 
     def device_info(self) -> dict[str, str]:
         torch = _torch()
-        info = {"cuda_available": str(torch.cuda.is_available())}
+        info = {**super().device_info(), "cuda_available": str(torch.cuda.is_available())}
         if torch.cuda.is_available():
             info.update(gpu=torch.cuda.get_device_name(0), cuda=str(torch.version.cuda),
                         cudnn=str(torch.backends.cudnn.version()))  # fmt: skip

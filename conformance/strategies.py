@@ -179,10 +179,14 @@ def cases(
     allowed_dtypes = [d for d in (dtypes or DTYPE_ORDER) if d in capabilities.dtypes]
     if not allowed_dtypes:
         raise ValueError(f"none of the dtypes {dtypes} is supported (supported: {sorted(capabilities.dtypes)})")
-    layout = draw(layouts(capabilities=capabilities, max_elements=max_elements, min_per_channel=min_per_channel), label="layout")
+    # One layout per example, shared (st.shared) by every per-channel draw below.
+    shared_layout = st.shared(
+        layouts(capabilities=capabilities, max_elements=max_elements, min_per_channel=min_per_channel), key="bnconf-layout"
+    )
+    layout = draw(shared_layout, label="layout")
 
     def per_channel(low: float, high: float) -> st.SearchStrategy[np.ndarray]:
-        return vectors(layout.channels, low, high)
+        return shared_layout.flatmap(lambda shared: vectors(shared.channels, low, high))
 
     dtype = draw(st.sampled_from(allowed_dtypes), label="dtype")
     conditioning = draw(st.sampled_from(conditionings), label="conditioning")
