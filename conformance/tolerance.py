@@ -22,7 +22,7 @@ First-order bounds, per channel (M₁ = mean|x|, x̂ = (x − μ)/s):
     Δσ²    = u_acc·f(N)·2·mean(|x − μ|·|x|) + Δμ² + u·σ²
     Δs/s   = |ds/dσ²|·Δσ²/s                       (½Δσ²/(σ²+ε) with ε inside)
     Δx̂     = (u·(|x| + |μ|) + η_sub + Δμ)/s + |x̂|·Δs/s
-    Δy     = |γ|·Δx̂ + u·(|β| + |y|)
+    Δy     = |γ|·Δx̂ + u·(|β| + |y|) + η_acc·|x − μ|          (η_acc: the factor γ/s flushed to zero)
     running statistics:  Δr_t = a_t·Δr_{t−1} + w_t·Δb_t + u·(|r_{t−1}| + |b_t| + |r_t|)
                          for r_t = a_t·r_{t−1} + w_t·b_t (EMA: a = d, w = 1 − d; cumulative: w = 1/t)
     inference mode: Δy with the given statistics exact, plus the running statistics' Δ after training
@@ -120,6 +120,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
     u = UNIT_ROUNDOFF[inputs.dtype]
     u_acc = min(u, _ACCUMULATION_FLOOR)
     eta = smallest_subnormal(inputs.dtype)  # x − μ formed in the compute dtype may underflow
+    eta_flush = smallest_normal("float64" if inputs.dtype == "float64" else "float32")  # flush-to-zero
     layout = ChannelLayout.of(inputs.data.batches[0].shape, inputs.axis)
     bc = layout.broadcast
     axes = layout.reduced_axes
@@ -147,9 +148,11 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             )
             return _nan_safe(dx_hat), x_hat
 
-        def output_error(x_hat, dx_hat):
+        def output_error(x_hat, dx_hat, x, mean):
             y = bc(gamma) * x_hat + bc(beta)
-            return bc(np.abs(gamma)) * dx_hat + u * (bc(np.abs(beta)) + np.abs(_nan_safe(y)))
+            # The fused form y = (x − μ)·(γ/s) + β may flush its factor γ/s to zero: η_flush·|x − μ|.
+            flushed_scale = eta_flush * _nan_safe(np.abs(x - bc(mean)))
+            return bc(np.abs(gamma)) * dx_hat + u * (bc(np.abs(beta)) + np.abs(_nan_safe(y))) + flushed_scale
 
         def batch_errors(x, mean, var, count):
             f = growth(count)
@@ -167,11 +170,13 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
 
         # Inference mode with the given running statistics (exact inputs).
         if inputs.conventions.tracks_running_stats:
-            dx_hat, x_hat = normalized_error(first, inputs.data.running_mean, zero, inputs.data.running_var, zero)
+            eval_mean = inputs.data.running_mean
+            dx_hat, x_hat = normalized_error(first, eval_mean, zero, inputs.data.running_var, zero)
         else:
-            dmean, dvar = batch_errors(first, expected.batch_means[0], expected.batch_vars[0], expected.count)
-            dx_hat, x_hat = normalized_error(first, expected.batch_means[0], dmean, expected.batch_vars[0], dvar)
-        allowed["y_eval"] = output_error(x_hat, dx_hat)
+            eval_mean = expected.batch_means[0]
+            dmean, dvar = batch_errors(first, eval_mean, expected.batch_vars[0], expected.count)
+            dx_hat, x_hat = normalized_error(first, eval_mean, dmean, expected.batch_vars[0], dvar)
+        allowed["y_eval"] = output_error(x_hat, dx_hat, first, eval_mean)
 
         # Training steps and running statistics.
         outputs = []
@@ -182,7 +187,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
         for step, (x, mean, var) in enumerate(zip(inputs.data.batches, expected.batch_means, expected.batch_vars, strict=False), 1):
             dmean, dvar = batch_errors(x, mean, var, expected.count)
             dx_hat, x_hat = normalized_error(x, mean, dmean, var, dvar)
-            outputs.append(output_error(x_hat, dx_hat))
+            outputs.append(output_error(x_hat, dx_hat, x, mean))
             if inputs.conventions.averaging == "cumulative":
                 keep, weight = 1.0 - 1.0 / step, 1.0 / step
             else:
@@ -207,7 +212,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             final_mean = expected.values["running_mean"][-1]
             final_var = expected.values["running_var"][-1]
             dx_hat, x_hat = normalized_error(first, _nan_safe(final_mean), d_mean, _nan_safe(final_var), d_var)
-            allowed["y_eval_after"] = output_error(x_hat, dx_hat)
+            allowed["y_eval_after"] = output_error(x_hat, dx_hat, first, _nan_safe(final_mean))
         else:
             allowed["y_eval_after"] = allowed["y_eval"]
 
@@ -240,6 +245,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
         dx_expected = np.abs(_nan_safe(expected.values["dx"]))
         allowed["dx"] = _nan_safe(
             bc(np.abs(gamma)) / s * inner + dx_expected * (bc(relative_scale_error(var, dvar)) + u)
+            + eta_flush * (abs_dy + g_mean + np.abs(x_hat) * gx_mean)  # the factor γ/s flushed to zero
         )
 
     floor = underflow_floor(inputs.dtype, expected.count)
