@@ -18,12 +18,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-
-import tomllib
 
 MATRIX_FILE = Path(__file__).parent / "matrix.toml"
 CELLS_DIR = Path(".bnconf-cells")

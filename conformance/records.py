@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import uuid
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def make_record(
     record = {
         "schema_version": RECORD_SCHEMA_VERSION,
         "record_type": "result",
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "property": prop,
         "framework": framework,
         "framework_version": framework_version,
@@ -177,7 +177,7 @@ def environment_record(run_id: str, **details: Any) -> dict[str, Any]:
         "schema_version": RECORD_SCHEMA_VERSION,
         "record_type": "environment",
         "run_id": run_id,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit(),
         **environment(),
         **details,

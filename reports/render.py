@@ -9,7 +9,7 @@ rendered.  Records of another schema version are refused with a message naming t
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ def render_report(
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "record_schema_version": RECORD_SCHEMA_VERSION,
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": profile,
         "inputs": [str(p) for p in record_files(inputs)] if inputs else [],
         "records_read": len(records),
