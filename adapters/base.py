@@ -185,6 +185,10 @@ class Settings:
     decay: float | None  # None with cumulative averaging
     momentum: float | None  # in the framework's own form; None for cumulative
     conventions: Conventions
+    #: False when the case leaves ε (or the decay) to the framework: the adapter must then not
+    #: pass it, so the framework's real default is what runs (and the declared one is probed).
+    eps_given: bool = True
+    momentum_given: bool = True
 
 
 class Adapter(abc.ABC):
@@ -232,9 +236,10 @@ class Adapter(abc.ABC):
         reference = declared.reference
         if case.decay == CUMULATIVE:
             reference = Conventions(**{**reference.to_dict(), "averaging": "cumulative"})
-            return Settings(eps=eps, decay=None, momentum=None, conventions=reference)
+            return Settings(eps=eps, decay=None, momentum=None, conventions=reference, eps_given=case.eps is not None)
         decay = declared.default_decay if case.decay is None else float(case.decay)
-        return Settings(eps=eps, decay=decay, momentum=declared.momentum_from_decay(decay), conventions=reference)
+        return Settings(eps=eps, decay=decay, momentum=declared.momentum_from_decay(decay), conventions=reference,
+                        eps_given=case.eps is not None, momentum_given=case.decay is not None)  # fmt: skip
 
     # -- running ----------------------------------------------------------------------
     def run(self, case: Case, data: CaseData | None = None, phases: tuple[str, ...] = PHASES) -> dict[str, Outcome]:

@@ -119,6 +119,18 @@ class FlaxAdapter(Adapter):
             return frozenset({"cpu"})
 
     # -- translation ----------------------------------------------------------------
+    @staticmethod
+    def _framework_defaults() -> tuple[float, float]:
+        """Flax's own ε and momentum defaults, read from ``nn.BatchNorm``'s fields."""
+        fields = _linen().BatchNorm.__dataclass_fields__
+        return fields["epsilon"].default, fields["momentum"].default
+
+    def _eps(self, settings: Settings) -> float:
+        return settings.eps if settings.eps_given else self._framework_defaults()[0]
+
+    def _momentum(self, settings: Settings) -> float:
+        return settings.momentum if settings.momentum_given else self._framework_defaults()[1]
+
     def _functions(self, case: Case):
         return _compiled(case.layout.axis, case.affine, self.variant != "two_pass", case.dtype)
 
@@ -142,19 +154,19 @@ class FlaxAdapter(Adapter):
     # -- the protocol -------------------------------------------------------------------
     def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
         evaluate, _, _ = self._functions(case)
-        return self._numpy(evaluate(self._variables(case, data), self._put(data.batches[0], case), settings.eps))
+        return self._numpy(evaluate(self._variables(case, data), self._put(data.batches[0], case), self._eps(settings)))
 
     def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
         evaluate, train_step, _ = self._functions(case)
         variables = self._variables(case, data)
         outputs, means, variances = [], [], []
         for batch in data.batches:
-            y, stats = train_step(variables, self._put(batch, case), settings.eps, settings.momentum)
+            y, stats = train_step(variables, self._put(batch, case), self._eps(settings), self._momentum(settings))
             variables = {**variables, "batch_stats": stats}
             outputs.append(self._numpy(y))
             means.append(self._numpy(stats["mean"]))
             variances.append(self._numpy(stats["var"]))
-        after = self._numpy(evaluate(variables, self._put(data.batches[0], case), settings.eps))
+        after = self._numpy(evaluate(variables, self._put(data.batches[0], case), self._eps(settings)))
         return {
             "y_train": np.stack(outputs),
             "running_mean": np.stack(means),
@@ -165,7 +177,7 @@ class FlaxAdapter(Adapter):
     def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
         _, _, gradients = self._functions(case)
         dx, dparams = gradients(
-            self._variables(case, data), self._put(data.batches[0], case), self._put(data.dy, case), settings.eps
+            self._variables(case, data), self._put(data.batches[0], case), self._put(data.dy, case), self._eps(settings)
         )
         result = {"dx": self._numpy(dx)}
         if case.affine:
@@ -204,6 +216,9 @@ class FlaxAdapter(Adapter):
     def snippet(self, case: Case) -> str:
         settings = self.settings(case)
         platform = "gpu" if case.device == "gpu" else "cpu"
+        kwargs = (f"momentum={settings.momentum!r}, " if settings.momentum_given else "") + (
+            f"epsilon={settings.eps!r}, " if settings.eps_given else ""
+        )
         return header(case, "flax") + f"""import jax
 
 jax.config.update("jax_enable_x64", True)  # float64 cases need it; float32 stays float32
@@ -215,7 +230,7 @@ device = jax.devices("{platform}")[0]
 def put(a):
     return jax.device_put(jnp.asarray(a, dtype=jnp.float64).astype("{case.dtype}"), device)
 
-layer = nn.BatchNorm(axis={case.layout.axis}, momentum={settings.momentum!r}, epsilon={settings.eps!r}, use_bias={case.affine},
+layer = nn.BatchNorm(axis={case.layout.axis}, {kwargs}use_bias={case.affine},
                      use_scale={case.affine}, use_fast_variance={self.variant != "two_pass"}, dtype="{case.dtype}",
                      param_dtype="{case.dtype}")
 variables = {{"batch_stats": {{"mean": put(running_mean), "var": put(running_var)}}}}

@@ -54,6 +54,7 @@ class KerasAdapter(Adapter):
     def __init__(self, variant: str = "") -> None:
         super().__init__(variant)
         self._layers: dict[tuple, object] = {}
+        self._defaults: dict[tuple, tuple] = {}
 
     def version(self) -> str:
         keras = _keras()
@@ -99,15 +100,17 @@ class KerasAdapter(Adapter):
         key = (case.rank, case.layout.axis, case.channels, case.dtype, case.affine, case.device)
         layer = self._layers.get(key)
         if layer is None:
-            with self._device(case):
+            with self._device(case):  # built without epsilon/momentum: it holds Keras' own defaults
                 layer = keras.layers.BatchNormalization(
                     axis=case.layout.axis, center=case.affine, scale=case.affine, dtype=case.dtype
                 )
                 layer.build((None, *case.shape[1:]))
             self._layers[key] = layer
+            self._defaults[key] = (layer.epsilon, layer.momentum)
         # Read at call time, so a cached layer serves every ε and momentum.
-        layer.epsilon = settings.eps
-        layer.momentum = settings.momentum
+        default_eps, default_momentum = self._defaults[key]
+        layer.epsilon = settings.eps if settings.eps_given else default_eps
+        layer.momentum = settings.momentum if settings.momentum_given else default_momentum
         return layer
 
     @staticmethod
@@ -184,8 +187,8 @@ class KerasAdapter(Adapter):
             total_count=model.count_params(),
             reported={
                 "layer.count_params()": layer.count_params(),
-                "summary(): Trainable params": trainable,
-                "summary(): Non-trainable params": non_trainable,
+                "sum of model.trainable_weights sizes (summary's 'Trainable params')": trainable,
+                "sum of model.non_trainable_weights sizes (summary's 'Non-trainable params')": non_trainable,
             },
         )
 
@@ -201,6 +204,9 @@ class KerasAdapter(Adapter):
     def snippet(self, case: Case) -> str:
         settings = self.settings(case)
         device = "/GPU:0" if case.device == "gpu" else "/CPU:0"
+        kwargs = (f"momentum={settings.momentum!r}, " if settings.momentum_given else "") + (
+            f"epsilon={settings.eps!r}, " if settings.eps_given else ""
+        )
         return header(case, "keras (TensorFlow backend)") + f"""import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -212,8 +218,8 @@ def tensor(a):
     return tf.cast(tf.constant(a, dtype=tf.float64), "{case.dtype}")
 
 with tf.device("{device}"):
-    layer = keras.layers.BatchNormalization(axis={case.layout.axis}, momentum={settings.momentum!r}, epsilon={settings.eps!r},
-                                            center={case.affine}, scale={case.affine}, dtype="{case.dtype}")
+    layer = keras.layers.BatchNormalization(axis={case.layout.axis}, {kwargs}center={case.affine}, scale={case.affine},
+                                            dtype="{case.dtype}")
     layer.build((None, *{tuple(case.shape[1:])!r}))
     def reset():
         if gamma is not None:

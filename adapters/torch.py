@@ -43,6 +43,7 @@ class TorchAdapter(Adapter):
     def __init__(self, variant: str = "") -> None:
         super().__init__(variant)
         self._modules: dict[tuple, object] = {}
+        self._defaults: dict[tuple, tuple] = {}
 
     def version(self) -> str:
         return _torch().__version__
@@ -99,14 +100,17 @@ class TorchAdapter(Adapter):
         key = (case.rank, case.channels, case.dtype, case.affine, case.device)
         module = self._modules.get(key)
         if module is None:
+            # Built without eps/momentum: what it holds then is PyTorch's own default.
             module = self.module_class(case.rank)(
                 case.channels,
                 affine=case.affine,
                 track_running_stats=self.variant != "no_running_stats",
             ).to(device=self._device(case.device), dtype=getattr(torch, case.dtype))
             self._modules[key] = module
-        module.eps = settings.eps
-        module.momentum = settings.momentum  # None selects the cumulative average
+            self._defaults[key] = (module.eps, module.momentum)
+        default_eps, default_momentum = self._defaults[key]
+        module.eps = settings.eps if settings.eps_given else default_eps
+        module.momentum = settings.momentum if settings.momentum_given else default_momentum  # None: cumulative
         return module
 
     def _reset(self, module, data: CaseData) -> None:
@@ -228,6 +232,9 @@ class TorchAdapter(Adapter):
             if self.variant == "channels_last" else ""
         )  # fmt: skip
         cudnn = "torch.backends.cudnn.enabled = False\n" if self.variant == "no_cudnn" else ""
+        kwargs = (f"eps={settings.eps!r}, " if settings.eps_given else "") + (
+            f"momentum={settings.momentum!r}, " if settings.momentum_given else ""
+        )
         return header(case, "torch") + f"""import torch
 
 {data_block(case.materialize())}
@@ -238,7 +245,7 @@ def tensor(a):
 def data(a):  # inputs and upstream gradients, in the case's memory format
     return tensor(a){memory}
 
-layer = torch.nn.{cls}({case.channels}, eps={settings.eps!r}, momentum={settings.momentum!r}, affine={case.affine},
+layer = torch.nn.{cls}({case.channels}, {kwargs}affine={case.affine},
                        track_running_stats={self.variant != "no_running_stats"}).to(device=device, dtype=dtype)
 with torch.no_grad():
     if gamma is not None:

@@ -31,6 +31,9 @@ class Comparison:
     ratio: float | None = None  # |error| / allowed at that element
     mismatched: int = 0
     total: int = 0
+    #: elements whose allowed error is at least their own size: the check says little there
+    #: (ill-conditioned data can make a correct result that uncertain); a pass is not a proof
+    uninformative: int = 0
     worst_index: tuple[int, ...] | None = None
     message: str = ""
 
@@ -71,6 +74,7 @@ def compare(
         relative = np.where(finite & (expected != 0), error / np.abs(expected), np.where(error > 0, np.inf, 0.0))
         ratio = np.where(allowed > 0, error / allowed, np.where(error > 0, np.inf, 0.0))
     mismatched_values = ratio > 1.0
+    uninformative = int(np.count_nonzero(np.isfinite(expected) & (expected != 0) & (allowed >= np.abs(expected))))
     mismatched = int(np.count_nonzero(mismatched_values | wrong_special))
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape) if ratio.size else None
     worst_ratio = float(ratio[worst]) if worst is not None else 0.0
@@ -82,6 +86,7 @@ def compare(
         "ratio": worst_ratio,
         "mismatched": mismatched,
         "total": int(expected.size),
+        "uninformative": uninformative,
         "worst_index": tuple(int(i) for i in worst) if worst is not None else None,
     }
     if np.any(wrong_special):

@@ -84,9 +84,15 @@ def _entry(raw: Any, source: str, index: int) -> Entry:
         raise LedgerError(f"{where} ({raw['id']}): unknown match keys {sorted(unknown)}; known: {sorted(_MATCH_KEYS)}")
     for key in ("framework", "property", "quantity", "verdict"):
         if key in raw["match"] and not isinstance(raw["match"][key], list):
-            raise LedgerError(f"{where} ({raw['id']}): match.{key} must be a list")
-    if not isinstance(raw["match"].get("where", {}), dict):
-        raise LedgerError(f"{where} ({raw['id']}): match.where must be an object of field path → condition")
+            raise LedgerError(f"{where} ({raw['id']}): match.{key} must be a list, got {raw['match'][key]!r}")
+    conditions = raw["match"].get("where", {})
+    if not isinstance(conditions, dict):
+        raise LedgerError(f"{where} ({raw['id']}): match.where must be an object of field path → condition, got {conditions!r}")
+    for path, condition in conditions.items():
+        if isinstance(condition, dict) and (not condition or set(condition) - {"min", "max"}):
+            raise LedgerError(
+                f"{where} ({raw['id']}): match.where[{path!r}] must use 'min' and/or 'max', got keys {sorted(condition)}"
+            )
     return Entry(id=raw["id"], reason=raw["reason"], match=raw["match"], evidence=raw["evidence"],
                  upstream=raw.get("upstream"), source=source)  # fmt: skip
 

@@ -137,9 +137,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """On a failed suite test, record its minimal counterexample with hypothesis' blob."""
     report = yield
     session = item.config.stash.get(_SESSION_KEY, None)
-    if session is not None and report.when == "call" and report.failed:
-        match = _BLOB.search(report.longreprtext or "")
-        session.record_counterexample(item.nodeid, match.group(0) if match else None)
+    if session is not None and report.when == "call" and report.failed and "adapter" in item.fixturenames:
+        text = report.longreprtext or ""
+        match = _BLOB.search(text)
+        if session.record_counterexample(item.nodeid, match.group(0) if match else None) is None and (
+            "ConformanceFailure" not in text
+        ):
+            framework = getattr(item, "callspec", None) and item.callspec.params.get("bnconf_framework")
+            last_line = text.strip().splitlines()[-1] if text.strip() else "no message"
+            session.record_harness_failure(item.nodeid, framework, f"the suite test failed without a finding: {last_line[:500]}")
     return report
 
 

@@ -96,13 +96,21 @@ class ConformanceSession:
 
     def __post_init__(self) -> None:
         self._writer = RecordWriter(self.results_path) if self.results_path else None
-        self.cases_dir = (self.results_path.parent.parent / "cases") if self.results_path else None
+        self.cases_dir = self._cases_dir(self.results_path)
         self.run_id = new_run_id()
         self.inflight_path = self.results_path.with_suffix(".inflight.json") if self.results_path else None
         self._frameworks_seen: set[str] = set()
         self._snippets_written: set[tuple] = set()
         self._adapters: dict[str, Adapter] = {}
         self.write(environment_record(self.run_id, **self.run_details))
+
+    @staticmethod
+    def _cases_dir(results: Path | None) -> Path | None:
+        """OUT/cases for OUT/records/NAME.jsonl (as ``bnconf run`` writes), else beside the file."""
+        if results is None:
+            return None
+        parent = results.parent
+        return (parent.parent if parent.name == "records" else parent) / "cases"
 
     def __repr__(self) -> str:
         # Short on purpose: hypothesis prints test arguments, and records grow large.
@@ -140,6 +148,8 @@ class ConformanceSession:
     ) -> CheckOutcome:  # fmt: skip
         """Record comparisons made by a property; fail on findings the ledger does not explain."""
         data = case.materialize() if data is None else data
+        if self.current_test:  # a finding belongs to the example that made it, not an earlier one
+            self.last_finding.pop(self.current_test, None)
         version = adapter.version()
         if adapter.label not in self._frameworks_seen:
             self._frameworks_seen.add(adapter.label)
@@ -162,7 +172,7 @@ class ConformanceSession:
                 if kind not in self._snippets_written:  # one reproduction snippet per kind of finding
                     self._snippets_written.add(kind)
                     record["snippet"] = adapter.snippet(case)
-                if self.current_test:
+                if self.current_test and entry is None:  # the shrunk example's unexpected finding
                     self.last_finding[self.current_test] = record
                     self._adapters[self.current_test] = adapter
             if record.get("known") is None and comparison.ratio is not None and np.isfinite(comparison.ratio):
@@ -217,8 +227,8 @@ class ConformanceSession:
         temporary.replace(self.inflight_path)
 
     def record_counterexample(self, test: str, blob: str | None) -> dict[str, Any] | None:
-        """Re-write the failing test's last finding, marked as its minimal counterexample."""
-        finding = self.last_finding.get(test)
+        """Re-write the failing test's last unexpected finding, marked as its minimal counterexample."""
+        finding = self.last_finding.pop(test, None)
         if finding is None:
             return None
         record = copy.deepcopy(finding)

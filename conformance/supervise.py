@@ -117,5 +117,10 @@ def record_crash(results: Path, inflight: Path, label: str, outcome: str) -> Non
     record = make_record(prop=state.get("property") or "process", framework=state.get("framework") or label,
                          framework_version="unknown", case=case or placeholder, comparison=comparison,
                          extra={"crash": True, "test": state.get("test")})  # fmt: skip
+    if results.exists() and results.stat().st_size:
+        with results.open("rb+") as existing:  # a torn last line must not swallow this record
+            existing.seek(-1, 2)
+            if existing.read(1) != b"\n":
+                existing.write(b"\n")
     with RecordWriter(results) as writer:
         writer.write(record)

@@ -29,7 +29,7 @@ First-order bounds, per channel (M₁ = mean|x|, x̂ = (x − μ)/s):
     Δβ-grad = u_acc·f(N)·Σ|dy| + u·|Σ dy|
     Δγ-grad = u_acc·f(N)·Σ|dy·x̂| + Σ|dy|·Δx̂ + u·|Σ dy·x̂|
     Δdx     = |γ|/s·[u·(|dy| + |ḡ| + |x̂|·|ḡx̂|) + u_acc·f(N)·(m|dy| + |x̂|·m|dy·x̂|)
-              + Δx̂·|ḡx̂| + |x̂|·m(|dy|·Δx̂)] + |dx|·(Δs/s + u)
+              + Δx̂·|ḡx̂| + |x̂|·m(|dy|·Δx̂)] + |dx|·(Δs/s + u) + η_acc·(|dy| + |ḡ| + |x̂|·|ḡx̂|)
 
 (ḡ = mean(dy), ḡx̂ = mean(dy·x̂), m = mean over the channel.)  Underflow adds absolute terms
 (the standard model fl(a ∘ b) = (a ∘ b)(1 + δ) + η): x − μ formed in the compute dtype may

@@ -20,6 +20,7 @@ from conformance.records import RECORD_SCHEMA_VERSION, RecordFileError, environm
 from . import plots
 from .summarize import (
     conventions_table,
+    counted,
     counterexamples,
     cross_device,
     findings,
@@ -120,7 +121,8 @@ def render_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = load(inputs) if inputs else []
-    results, environments, frameworks = split(records)
+    all_results, environments, frameworks = split(records)
+    results = counted(all_results)
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "record_schema_version": RECORD_SCHEMA_VERSION,
@@ -144,9 +146,9 @@ def render_report(
     }
     html = _environment().get_template("report.html.j2").render(
         summary=summary,
-        counterexamples=counterexamples(results),
+        counterexamples=counterexamples(all_results),
         findings=findings(results)[:500],
-        scatter=plots.error_vs_conditioning(results),
+        scatter=plots.error_vs_conditioning(results),  # counted: no minimal re-writes
         headroom=plots.headroom_histogram(results),
     )
     paths = {"html": out / "report.html", "json": out / "summary.json", "markdown": out / "summary.md"}

@@ -31,6 +31,11 @@ def split(records: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     return kinds["result"], kinds["environment"], kinds["framework"]
 
 
+def counted(results: list[dict]) -> list[dict]:
+    """The results to count: a minimal counterexample re-writes a finding already recorded."""
+    return [r for r in results if not r.get("minimal")]
+
+
 def verdict_matrix(results: list[dict]) -> list[dict]:
     """One row per framework, version, device and property, with a count per verdict."""
     counts: dict[tuple, Counter] = defaultdict(Counter)
@@ -64,6 +69,7 @@ def worst_by_quantity(results: list[dict]) -> list[dict]:
         rows.append({
             "framework": framework, "device": device, "quantity": quantity, "property": worst["property"],
             "checks": len(group), "discrepancies": sum(r["verdict"] == "discrepancy" for r in group),
+            "uninformative": sum(r.get("uninformative", 0) for r in group) / max(1, sum(r.get("total", 0) for r in group)),
             "worst_ratio": number(worst.get("ratio")), "worst_abs_error": number(worst.get("error_at_worst")),
             "allowed": number(worst.get("allowed")), "dtype": worst.get("dtype"), "rank": worst.get("rank"),
             "layout": worst.get("layout"), "offset_ratio": number(conditioning.get("offset_ratio")),

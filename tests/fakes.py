@@ -35,6 +35,7 @@ BUGS = {
     "dx_no_variance_term": "gradient: dx misses the x̂·mean(g·x̂) term",
     "dgamma_unnormalized": "gradient: dγ uses x − μ instead of x̂",
     "dbeta_mean": "gradient: dβ is the mean of dy instead of its sum",
+    "wrong_declared_defaults": "conventions: declares ε 1e-3 and momentum 0.3; really uses 1e-5 and 0.1",
 }
 
 
@@ -52,10 +53,23 @@ class NumpyAdapter(Adapter):
             devices=frozenset({"cpu"}), any_channel_axis=True, affine_off=True, cumulative=True,
         )  # fmt: skip
 
+    #: What this "framework" really uses when a case leaves ε or the momentum unset.
+    ACTUAL_EPS, ACTUAL_MOMENTUM = 1e-5, 0.1
+
+    def _eps(self, settings: Settings) -> float:
+        return settings.eps if settings.eps_given else self.ACTUAL_EPS
+
+    def _decay(self, settings: Settings) -> float | None:
+        if not settings.momentum_given:
+            return 1.0 - self.ACTUAL_MOMENTUM
+        return settings.decay
+
     @property
     def conventions(self) -> FrameworkConventions:
+        wrong = self.variant == "wrong_declared_defaults"
         return FrameworkConventions(
-            momentum_name="momentum", momentum_form="new_weight", momentum_default=0.1, eps_default=1e-5,
+            momentum_name="momentum", momentum_form="new_weight", momentum_default=0.3 if wrong else 0.1,
+            eps_default=1e-3 if wrong else 1e-5,
             default_channel_axis=1, reference=Conventions(running_variance="unbiased"),
             parameter_names={"scale": "weight", "offset": "bias", "running_mean": "running_mean", "running_variance": "running_var"},
         )  # fmt: skip
@@ -120,7 +134,7 @@ class NumpyAdapter(Adapter):
         else:
             mean = self._shape(case, np.asarray(running_mean).astype(dt))
             var = self._shape(case, np.asarray(running_var).astype(dt))
-        eps = 0.0 if self.variant == "eval_skips_eps" else settings.eps
+        eps = 0.0 if self.variant == "eval_skips_eps" else self._eps(settings)
         with np.errstate(all="ignore"):
             return self._out(case, self._normalize(case, x, mean, var, eps, gamma, beta, dt))
 
@@ -133,13 +147,14 @@ class NumpyAdapter(Adapter):
             x = batch.astype(dt)
             mean, var = self._stats(case, x)
             with np.errstate(all="ignore"):
-                outputs.append(self._out(case, self._normalize(case, x, mean, var, settings.eps, gamma, beta, dt)))
+                outputs.append(self._out(case, self._normalize(case, x, mean, var, self._eps(settings), gamma, beta, dt)))
             count = x.size // mean.size
             flat_mean = mean.reshape(-1).astype(np.float64)
             flat_var = var.reshape(-1).astype(np.float64)
             if self.variant != "biased_running_var":
                 flat_var = flat_var * count / (count - 1) if count > 1 else np.full_like(flat_var, np.nan)
-            weight = 1.0 / step if settings.decay is None else 1.0 - settings.decay
+            decay = self._decay(settings)
+            weight = 1.0 / step if decay is None else 1.0 - decay
             if self.variant == "momentum_flipped":
                 weight = 1.0 - weight
             if self.variant != "stale_running_stats":
@@ -159,7 +174,7 @@ class NumpyAdapter(Adapter):
         gamma, _ = self._params(case, data, dt)
         axes = self._axes(case)
         mean, var = self._stats(case, x)
-        scale = np.sqrt(var + dt(settings.eps))
+        scale = np.sqrt(var + dt(self._eps(settings)))
         x_hat = (x - mean) / scale
         g = dy * gamma
         dx = g

@@ -43,9 +43,11 @@ EXPECTED = {
     "dx_no_variance_term": ("gradients", {"dx"}),
     "dgamma_unnormalized": ("gradients", {"dgamma"}),
     "dbeta_mean": ("gradients", {"dbeta"}),
+    "wrong_declared_defaults": ("conventions", {"eps_default", "default_decay"}),
 }
 #: conventions the probes must see through (bug → convention probe that reports it).
-PROBED = {"eps_outside": "eps_placement", "momentum_flipped": "momentum_form", "biased_running_var": "running_variance"}
+PROBED = {"eps_outside": "eps_placement", "momentum_flipped": "momentum_form", "biased_running_var": "running_variance",
+          "wrong_declared_defaults": "eps_default"}
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from adapters.registry import get_adapter
 from conformance.case import Case, CaseData
 from conformance.check import compare_outcomes, expected_values, tolerances
 from conformance.compare import compare
+from conformance.session import ConformanceFailure
 from conformance.strategies import cases
 from conformance.tolerance import largest_finite
 
@@ -84,5 +85,14 @@ def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, d
             theirs = np.moveaxis(theirs, target + offset, case.layout.axis + offset)
             their_allowed = np.moveaxis(their_allowed, target + offset, case.layout.axis + offset)
         between.append(compare(f"{name}@twin", theirs, outcome.value, allowed[name] + their_allowed, max_finite))
-    conformance.record(twin, twin_case, "layout", twin_comparisons, {"twin_of": adapter.label}, twin_data)
-    conformance.record(adapter, case, "layout", comparisons + between, {"twin": twin.label}, first_data)
+    failures = []
+    for who, its_case, found, extra, its_data in (
+        (twin, twin_case, twin_comparisons, {"twin_of": adapter.label}, twin_data),
+        (adapter, case, comparisons + between, {"twin": twin.label}, first_data),
+    ):
+        try:  # record both sides before failing on either
+            conformance.record(who, its_case, "layout", found, extra, its_data)
+        except ConformanceFailure as failure:
+            failures.append(str(failure))
+    if failures:
+        raise ConformanceFailure("\n".join(failures))
