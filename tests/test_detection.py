@@ -69,11 +69,20 @@ def findings(tmp_path_factory) -> dict[str, dict[str, set[str]]]:
         record = json.loads(line)
         if record.get("verdict") in ("discrepancy", "error") and record.get("known") is None:
             found[record["framework"]][record["property"]].add(record["quantity"])
+        if record.get("verdict") == "pass":
+            PASSED[record["framework"]].add(record["property"])
     return found
+
+
+#: framework spec → properties with at least one passing check (filled by ``findings``).
+PASSED: dict[str, set[str]] = defaultdict(set)
 
 
 def test_honest_implementation_passes_everything(findings):
     assert dict(findings.get("numpy-fake", {})) == {}
+    # ... and it really ran: every property has passing checks (a run that errored or was
+    # skipped wholesale would also have no findings).
+    assert PASSED["numpy-fake"] >= {"ordinary", "training", "inference", "gradients", "conventions", "degenerate"}
 
 
 @pytest.mark.parametrize("bug", sorted(EXPECTED))
