@@ -40,8 +40,9 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
         except FrameworkUnavailableError as error:
             rows.append(ReplayRow(spec, "", Comparison("*", UNSUPPORTED, message=str(error))))
             continue
-        version = adapter.version()
+        version = ""
         try:
+            version = adapter.version()
             result = check_case(adapter, case)
         except Exception as error:  # an adapter bug must not hide the other frameworks
             message = f"the check itself failed: {type(error).__name__}: {error}"
