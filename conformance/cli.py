@@ -147,7 +147,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportInputError as error:
         raise UsageError(str(error)) from None
     print(f"read {summary['records_read']} records from {len(args.results)} input(s); report: {summary['html']}")
-    return EXIT_OK
+    print(summary["text"].splitlines()[-1])
+    found = summary["totals"]["unexpected"] or summary["ledger"]["not_reproduced"]
+    return EXIT_FOUND if found else EXIT_OK
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:

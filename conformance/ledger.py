@@ -2,7 +2,9 @@
 
 One JSON file per framework in ``conformance/ledger/``.  Each entry says which findings it
 explains (``match``: framework specs, properties, quantities, verdicts, and conditions on
-record fields such as ``conditioning.offset_ratio``), why (``reason``), the ``evidence``
+record fields: ``{"min": a, "max": b}`` for numbers such as
+``conditioning.worst_channel_offset_ratio``, ``{"contains": text}`` for messages, or an
+exact value), why (``reason``), the ``evidence``
 (a case file under ``conformance/ledger/cases/`` that reproduces it, and what was
 observed), and an ``upstream`` link where one exists.
 
@@ -60,6 +62,8 @@ def _lookup(record: dict[str, Any], path: str) -> Any:
 
 
 def _satisfies(value: Any, condition: Any) -> bool:
+    if isinstance(condition, dict) and "contains" in condition:
+        return isinstance(value, str) and condition["contains"] in value
     if isinstance(condition, dict):
         number = {"inf": float("inf"), "-inf": float("-inf")}.get(value, value) if isinstance(value, str) else value
         if not isinstance(number, (int, float)) or isinstance(number, bool) or number != number:
@@ -89,9 +93,12 @@ def _entry(raw: Any, source: str, index: int) -> Entry:
     if not isinstance(conditions, dict):
         raise LedgerError(f"{where} ({raw['id']}): match.where must be an object of field path → condition, got {conditions!r}")
     for path, condition in conditions.items():
-        if isinstance(condition, dict) and (not condition or set(condition) - {"min", "max"}):
+        if isinstance(condition, dict) and (
+            not condition or (set(condition) - {"min", "max"} and set(condition) != {"contains"})
+        ):
             raise LedgerError(
-                f"{where} ({raw['id']}): match.where[{path!r}] must use 'min' and/or 'max', got keys {sorted(condition)}"
+                f"{where} ({raw['id']}): match.where[{path!r}] must use 'min' and/or 'max', or 'contains'; "
+                f"got keys {sorted(condition)}"
             )
     return Entry(id=raw["id"], reason=raw["reason"], match=raw["match"], evidence=raw["evidence"],
                  upstream=raw.get("upstream"), source=source)  # fmt: skip

@@ -75,6 +75,29 @@ def conditioning(case: Case, data: CaseData) -> dict[str, Any]:
     }
 
 
+#: Quantities indexed (step, channel) or (channel,) rather than like the input.
+_PER_CHANNEL_INDEX = {"running_mean": 1, "running_var": 1, "dgamma": 0, "dbeta": 0}
+
+
+def worst_channel_offset(case: Case, data: CaseData, comparison: Comparison) -> float | None:
+    """|mean|/std of the channel that holds a comparison's worst element (∞ for a constant one)."""
+    if comparison.worst_index is None:
+        return None
+    quantity = comparison.quantity.split("@")[0]
+    position = _PER_CHANNEL_INDEX.get(quantity)
+    if position is None:
+        position = case.layout.axis + (1 if quantity == "y_train" else 0)
+    if position >= len(comparison.worst_index):
+        return None
+    channel = comparison.worst_index[position]
+    x = np.moveaxis(data.batches[0], case.layout.axis, 0)[channel]
+    with np.errstate(all="ignore"):
+        mean, std = float(np.mean(x)), float(np.std(x))
+    if std > 0:
+        return abs(mean) / std
+    return float("inf") if mean != 0 else 0.0
+
+
 @dataclass
 class CheckOutcome:
     """What ``ConformanceSession.check`` found; ``worst_unexplained_ratio`` steers hypothesis."""
@@ -159,7 +182,8 @@ class ConformanceSession:
         case_file, command = self.save_case(case, adapter.label) if findings else (None, None)
         records, unexpected, worst = [], [], 0.0
         for comparison in comparisons:
-            details = {"conditioning": hard, **(extra or {})}
+            at_worst = worst_channel_offset(case, data, comparison)
+            details = {"conditioning": {**hard, "worst_channel_offset_ratio": at_worst}, **(extra or {})}
             record = make_record(prop=prop, framework=adapter.label, framework_version=version, case=case,
                                  comparison=comparison, extra=details)  # fmt: skip
             if comparison.verdict in FINDING_VERDICTS:

@@ -15,7 +15,7 @@ from conformance.check import check_case
 from conformance.compare import DISCREPANCY, PASS, Comparison
 from conformance.ledger import Entry, default_ledger
 from conformance.records import make_record
-from conformance.session import conditioning
+from conformance.session import conditioning, worst_channel_offset
 
 from .test_inventory import inventory_comparisons
 
@@ -37,9 +37,15 @@ def _reproduced(adapter, entry: Entry) -> tuple[bool, object, dict]:
         data = case.materialize()
         comparisons = check_case(adapter, case, data).comparisons
         extra = {"conditioning": conditioning(case, data)}
-        prop = "ledger-evidence"
-    records = [make_record(prop=prop, framework=adapter.label, framework_version=adapter.version(), case=case,
-                           comparison=c, extra=extra) for c in comparisons]  # fmt: skip
+        prop = (entry.match.get("property") or ["ledger-evidence"])[0]
+    records = []
+    for comparison in comparisons:
+        details = extra
+        if "conditioning" in extra:
+            at_worst = worst_channel_offset(case, data, comparison)
+            details = {**extra, "conditioning": {**extra["conditioning"], "worst_channel_offset_ratio": at_worst}}
+        records.append(make_record(prop=prop, framework=adapter.label, framework_version=adapter.version(), case=case,
+                                   comparison=comparison, extra=details))  # fmt: skip
     explained = [r for r in records if r["verdict"] != PASS and entry.explains(r)]
     return bool(explained), case, {"explained_quantities": sorted({r["quantity"] for r in explained})}
 
