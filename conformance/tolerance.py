@@ -23,7 +23,7 @@ First-order bounds, per channel (M₁ = mean|x|, x̂ = (x − μ)/s):
     Δs/s   = |ds/dσ²|·Δσ²/s                       (½Δσ²/(σ²+ε) with ε inside)
     Δx̂     = (u·(|x| + |μ|) + η_sub + Δμ)/s + |x̂|·Δs/s
     Δy     = |γ|·Δx̂ + u·(|β| + |y|) + η_acc·|x − μ|          (η_acc: the factor γ/s flushed to zero)
-    running statistics:  Δr_t = a_t·Δr_{t−1} + w_t·Δb_t + u·(|r_{t−1}| + |b_t| + |r_t|)
+    running statistics:  Δr_t = a_t·Δr_{t−1} + w_t·Δb_t + u·(|r_{t−1}| + |b_t| + |r_t|) + η_sub
                          for r_t = a_t·r_{t−1} + w_t·b_t (EMA: a = d, w = 1 − d; cumulative: w = 1/t)
     inference mode: Δy with the given statistics exact, plus the running statistics' Δ after training
     Δβ-grad = u_acc·f(N)·Σ|dy| + u·|Σ dy|
@@ -200,8 +200,9 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             # Rounding: u·(|r_{t−1}| + |b_t| + |r_t|) covers both algebraic forms of the update,
             # d·r + (1 − d)·b and r + (1 − d)·(b − r) (a lerp, whose error scales with |r_{t−1}|
             # even when the weight of r_{t−1} is 0, as in the first cumulative step).
-            d_mean = keep * d_mean + weight * dmean + u * (r_mean + np.abs(mean) + new_mean)
-            d_var = keep * d_var + weight * dvar * factor + u * (r_var + sample_var + new_var)
+            # Stored in the compute dtype, a running statistic may also land among its subnormals: + η_sub.
+            d_mean = keep * d_mean + weight * dmean + u * (r_mean + np.abs(mean) + new_mean) + eta
+            d_var = keep * d_var + weight * dvar * factor + u * (r_var + sample_var + new_var) + eta
             r_mean, r_var = new_mean, new_var
             mean_tols.append(d_mean)
             var_tols.append(d_var)
