@@ -18,13 +18,12 @@ from typing import ClassVar
 import numpy as np
 
 from conformance.case import Case, CaseData
-from reference import Conventions
+from reference import DTYPES, Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
 from .snippets import data_block, header
 
 BACKEND = "tensorflow"
-_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def _keras():
@@ -64,7 +63,7 @@ class KerasAdapter(Adapter):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             ranks=frozenset({2, 3, 4, 5}),
-            dtypes=frozenset(_DTYPES),
+            dtypes=frozenset(DTYPES),
             devices=frozenset({"cpu", "gpu"}),
             any_channel_axis=True,
             affine_off=True,

@@ -18,12 +18,10 @@ from typing import ClassVar
 import numpy as np
 
 from conformance.case import Case, CaseData
-from reference import Conventions
+from reference import DTYPES, Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
 from .snippets import data_block, header
-
-_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def _torch():
@@ -53,7 +51,7 @@ class TorchAdapter(Adapter):
         ranks = {4, 5} if self.variant == "channels_last" else {2, 3, 4, 5}
         return Capabilities(
             ranks=frozenset(ranks),
-            dtypes=frozenset(_DTYPES),
+            dtypes=frozenset(DTYPES),
             devices=frozenset({"gpu"}) if self.variant == "no_cudnn" else frozenset({"cpu", "gpu"}),
             any_channel_axis=False,
             affine_off=True,

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .case import Case
+from .case import Case, Generator
 from .casefile import case_to_json
-from .compare import Comparison
+from .compare import ERROR, Comparison
 
 RECORD_SCHEMA_VERSION = 1
 
@@ -64,6 +64,17 @@ def make_record(
     if extra:
         record.update(extra)
     return record
+
+
+def error_record(
+    *, prop: str, framework: str, message: str, case: Case | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An ``error`` record for something that failed outside a comparison (a crashed or hung
+    process, a harness exception), so that nothing fails without a record.  Without the case
+    that was running, a one-element placeholder stands in."""
+    placeholder = Case(shape=(1, 1), channel_axis=1, dtype="float32", x=Generator())
+    return make_record(prop=prop, framework=framework, framework_version="unknown", case=case or placeholder,
+                       comparison=Comparison("*", ERROR, message=message), extra=extra)  # fmt: skip
 
 
 def _json_default(value: Any) -> Any:

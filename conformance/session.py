@@ -30,7 +30,15 @@ from .casefile import case_to_json, dump_case
 from .check import CheckResult, check_case
 from .compare import DISCREPANCY, ERROR, Comparison
 from .ledger import Ledger, default_ledger
-from .records import RecordWriter, environment_record, framework_record, make_record, new_run_id, replay_command
+from .records import (
+    RecordWriter,
+    environment_record,
+    error_record,
+    framework_record,
+    make_record,
+    new_run_id,
+    replay_command,
+)
 
 FINDING_VERDICTS = (DISCREPANCY, ERROR)
 
@@ -265,5 +273,13 @@ class ConformanceSession:
                 record["snippet"] = adapter.snippet(parse_case(record["case"]))
             except Exception as error:  # a report hook must never take the test run down
                 record["snippet_error"] = f"{type(error).__name__}: {error}"
+        self.write(record)
+        return record
+
+    def record_harness_failure(self, test: str, framework: str | None, message: str) -> dict[str, Any]:
+        """An ``error`` record for a suite test that failed without recording a finding
+        (the harness itself raised): nothing may fail silently."""
+        record = error_record(prop="harness", framework=framework or "unknown", message=message,
+                              extra={"harness_failure": True, "test": test})  # fmt: skip
         self.write(record)
         return record

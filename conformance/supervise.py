@@ -20,10 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .case import Case, Generator
 from .casefile import CaseFileError, parse_case
-from .compare import ERROR, Comparison
-from .records import RecordWriter, make_record
+from .records import RecordWriter, error_record
 
 _PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
 PYTEST_OUTCOMES = {0: "passed", 1: "findings", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests ran"}
@@ -112,11 +110,8 @@ def record_crash(results: Path, inflight: Path, label: str, outcome: str) -> Non
             case = None
     running = state.get("test") or "no check in flight (between checks, or before the first)"
     message = f"the {label} process {outcome} while running {running}"
-    comparison = Comparison("*", ERROR, message=message)
-    placeholder = Case(shape=(1, 1), channel_axis=1, dtype="float32", x=Generator())
-    record = make_record(prop=state.get("property") or "process", framework=state.get("framework") or label,
-                         framework_version="unknown", case=case or placeholder, comparison=comparison,
-                         extra={"crash": True, "test": state.get("test")})  # fmt: skip
+    record = error_record(prop=state.get("property") or "process", framework=state.get("framework") or label,
+                          message=message, case=case, extra={"crash": True, "test": state.get("test")})  # fmt: skip
     if results.exists() and results.stat().st_size:
         with results.open("rb+") as existing:  # a torn last line must not swallow this record
             existing.seek(-1, 2)

@@ -245,3 +245,13 @@ class HangingAdapter(NumpyAdapter):
 
         while True:
             time.sleep(1)
+
+
+class BrokenSettingsAdapter(NumpyAdapter):
+    """An adapter whose own code raises before the framework runs (a harness failure, not a finding)."""
+
+    name = "broken-settings-fake"
+    variants: ClassVar[dict[str, str]] = {}
+
+    def settings(self, case):
+        raise KeyError("no such convention")

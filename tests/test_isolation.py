@@ -22,6 +22,7 @@ FAKES = {
     "segfault-fake": "fakes:SegfaultAdapter",
     "abort-fake": "fakes:AbortAdapter",
     "hanging-fake": "fakes:HangingAdapter",
+    "broken-settings-fake": "fakes:BrokenSettingsAdapter",
 }
 
 
@@ -83,6 +84,15 @@ def test_hang_is_killed_after_the_case_timeout(run):
     assert len(crashes) == 1
     assert "hung: one check ran past 5s and was killed" in crashes[0]["message"]
     assert "[hanging-fake] hung" in result.stdout
+
+
+def test_harness_failure_is_an_error_record(run):
+    """A suite test that fails without a finding (the adapter's own code raised) still leaves a record."""
+    _, records, _ = run
+    failures = [r for r in records["broken-settings-fake"] if r.get("harness_failure")]
+    assert failures, "a failed suite test left no record"
+    assert all(r["verdict"] == "error" for r in failures)
+    assert any("no such convention" in r["message"] for r in failures)
 
 
 def test_report_covers_every_framework(run):
