@@ -25,6 +25,7 @@ run: $(STAMP)
 # framework); pytest's "no tests ran" (exit 5) fails like any other non-zero exit.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 	$(BIN)/bnconf run --profile ci --out $(OUT)/ci
 

@@ -19,16 +19,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from conformance.case import CUMULATIVE, Case, CaseData
+from datamodel.case import CUMULATIVE, Case, CaseData
+from datamodel.quantities import PHASE_QUANTITIES, PHASES
 from reference import Conventions
 
-#: The protocol's phases and the quantities each one observes.
-PHASE_QUANTITIES: dict[str, tuple[str, ...]] = {
-    "inference": ("y_eval",),
-    "training": ("y_train", "running_mean", "running_var", "y_eval_after"),
-    "gradients": ("dx", "dgamma", "dbeta"),
-}
-PHASES = tuple(PHASE_QUANTITIES)
 ROLES = ("scale", "offset", "running_mean", "running_variance", "counter", "other")
 MOMENTUM_FORMS = ("new_weight", "old_weight")
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from conformance.case import Case, CaseData
+from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable

@@ -11,7 +11,7 @@ import base64
 
 import numpy as np
 
-from conformance.case import Case, CaseData
+from datamodel.case import Case, CaseData
 
 _LITERAL_LIMIT = 256
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from conformance.records import RECORD_SCHEMA_VERSION, RecordFileError, environment, read_records
+from datamodel.records import RECORD_SCHEMA_VERSION, RecordFileError, environment, read_records
 
 from . import plots
 from .summarize import (

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from adapters.base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
-from conformance.case import Case, CaseData
+from datamodel.case import Case, CaseData
 from reference import Conventions
 from reference.dtypes import round_to
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from fakes import CrashingAdapter, NumpyAdapter
 
-from conformance.case import Case, Generator
-from conformance.ledger import Ledger
-from conformance.session import ConformanceFailure, ConformanceSession
+from conformance.judging.ledger import Ledger
+from conformance.plugin.session import ConformanceFailure, ConformanceSession
+from datamodel.case import Case, Generator
 
 HOSTILE_MESSAGE = "<script>window.__bnconf_xss = 1</script><b>bold</b> & more"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from adapters.registry import FrameworkUnavailableError, get_adapter
-from conformance.case import Case, Generator
-from conformance.check import check_case
+from conformance.judging.check import check_case
+from datamodel.case import Case, Generator
 
 
 def adapter_or_skip(spec: str):

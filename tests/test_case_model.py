@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.case import Case, Generator
+from datamodel.case import Case, Generator
 
 
 def _case(**overrides) -> Case:

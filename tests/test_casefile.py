@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.case import Case, Generator
-from conformance.casefile import CaseFileError, case_to_json, dump_case, load_case, parse_case
+from datamodel.case import Case, Generator
+from datamodel.casefile import CaseFileError, case_to_json, dump_case, load_case, parse_case
 
 _ARRAY_FIELDS = ("gamma", "beta", "running_mean", "running_var")
 _PLAIN_FIELDS = ("shape", "channel_axis", "dtype", "eps", "decay", "affine", "training_steps", "device")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.case import Case, Generator
-from conformance.casefile import dump_case
-from conformance.cli import main
+from conformance.orchestration.cli import main
+from datamodel.case import Case, Generator
+from datamodel.casefile import dump_case
 
-BNCONF = [sys.executable, "-m", "conformance.cli"]
+BNCONF = [sys.executable, "-m", "conformance.orchestration.cli"]
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from conformance.compare import DISCREPANCY, PASS, compare
+from conformance.judging.compare import DISCREPANCY, PASS, compare
 
 NAN, INF = math.nan, math.inf
 

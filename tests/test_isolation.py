@@ -31,7 +31,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("isolation")
     env = {**os.environ, "BNCONF_ADAPTERS": ",".join(f"{k}={v}" for k, v in FAKES.items()),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # fmt: skip
-    command = [sys.executable, "-m", "conformance.cli", "run", "--frameworks", ",".join(FAKES), "--profile", "dev",
+    command = [sys.executable, "-m", "conformance.orchestration.cli", "run", "--frameworks", ",".join(FAKES), "--profile", "dev",
                "--out", str(out), "--case-timeout", "5"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=HERE.parent, timeout=600)
     records = {}

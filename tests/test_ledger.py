@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.casefile import load_case
-from conformance.ledger import Entry, Ledger, LedgerError, default_ledger, load_ledger
+from conformance.judging.ledger import Entry, Ledger, LedgerError, default_ledger, load_ledger
+from datamodel.casefile import load_case
 
 
 def _raw(entry_id: str = "e1", **overrides) -> dict:

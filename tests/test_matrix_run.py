@@ -23,7 +23,7 @@ CELLS = "keras-tensorflow-newest-cpu,keras-tensorflow-oldest-cpu,torch-newest-gp
 @pytest.fixture(scope="module")
 def matrix_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("matrix")
-    command = [sys.executable, "-m", "conformance.cli", "matrix", "--cells", CELLS, "--jobs", "2", "--profile", "ci",
+    command = [sys.executable, "-m", "conformance.orchestration.cli", "matrix", "--cells", CELLS, "--jobs", "2", "--profile", "ci",
                "--out", str(out)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
     return result, out

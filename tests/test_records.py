@@ -14,10 +14,10 @@ import math
 import numpy as np
 import pytest
 
-from conformance.case import Case, Generator
-from conformance.casefile import case_to_json, parse_case
-from conformance.compare import DISCREPANCY, PASS, Comparison
-from conformance.records import RECORD_SCHEMA_VERSION, RecordFileError, RecordWriter, make_record, read_records
+from conformance.judging.compare import DISCREPANCY, PASS, Comparison
+from datamodel.case import Case, Generator
+from datamodel.casefile import case_to_json, parse_case
+from datamodel.records import RECORD_SCHEMA_VERSION, RecordFileError, RecordWriter, make_record, read_records
 
 
 def _record(**fields) -> dict:

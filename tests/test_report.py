@@ -7,7 +7,7 @@ import json
 import pytest
 from report_fixtures import HOSTILE_MESSAGE, rewrite_schema, write_run
 
-from conformance.cli import main
+from conformance.orchestration.cli import main
 from reports.render import ReportInputError, render_report
 
 

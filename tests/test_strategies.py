@@ -1,4 +1,4 @@
-"""Case strategies: what ``conformance.strategies`` may generate, how it shrinks, and its argument checks.
+"""Case strategies: what ``conformance.generation.strategies`` may generate, how it shrinks, and its argument checks.
 
 The suite trusts the strategies to draw only cases an adapter can run, to stay under the
 element budget of the active profile, and to shrink toward small, well-conditioned, float32
@@ -14,8 +14,8 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Capabilities
-from conformance.case import CUMULATIVE, Case, Generator
-from conformance.strategies import CONDITIONINGS, DTYPE_ORDER, cases, layouts
+from conformance.generation.strategies import CONDITIONINGS, DTYPE_ORDER, cases, layouts
+from datamodel.case import CUMULATIVE, Case, Generator
 
 RESTRICTIVE = Capabilities(
     ranks=frozenset({4, 5}), dtypes=frozenset({"float32"}), devices=frozenset({"cpu"}),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.matrix import MatrixError, load_matrix, plan, select
+from conformance.orchestration.matrix import MatrixError, load_matrix, plan, select
 
 ROOT = Path(__file__).parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -29,7 +29,7 @@ def test_workflows_lint_clean():
 
 def test_nightly_reads_the_matrix_file():
     text = (ROOT / ".github" / "workflows" / "nightly.yml").read_text()
-    assert "python -m conformance.matrix --github" in text
+    assert "python -m conformance.orchestration.matrix --github" in text
     assert "fromJSON(needs.plan.outputs.cells)" in text
     assert "fail-fast: false" in text
     assert "bnconf report records -o site" in text
@@ -39,7 +39,7 @@ def test_nightly_reads_the_matrix_file():
 
 
 def test_matrix_json_lists_every_cell():
-    output = subprocess.run([sys.executable, "-m", "conformance.matrix", "--github"], capture_output=True, text=True,
+    output = subprocess.run([sys.executable, "-m", "conformance.orchestration.matrix", "--github"], capture_output=True, text=True,
                             check=True, cwd=ROOT).stdout  # fmt: skip
     cells = json.loads(output)
     assert [c["name"] for c in cells] == [c.name for c in load_matrix()]
@@ -61,7 +61,7 @@ def test_unknown_cell_names_the_known_ones():
 
 
 def test_cells_that_cannot_run_here_say_why(monkeypatch):
-    monkeypatch.setattr("conformance.matrix._gpu_present", lambda: False)
+    monkeypatch.setattr("conformance.orchestration.matrix._gpu_present", lambda: False)
     decided = plan(load_matrix())
     reasons = dict((cell.name, reason) for cell, reason in decided.skipped)
     assert "needs a GPU" in reasons["torch-newest-gpu"]

@@ -1,1 +1,1 @@
-"""The conformance properties, run with ``pytest conformance`` (see ``conformance.plugin``)."""
+"""The conformance properties, run with ``pytest conformance`` (see ``conformance.plugin.hooks``)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import target
 
-from adapters.base import PHASES, Adapter
-from conformance.case import Case
-from conformance.session import ConformanceSession, Unsupported
+from adapters.base import Adapter
+from conformance.plugin.session import ConformanceSession, Unsupported
+from datamodel.case import Case
+from datamodel.quantities import PHASES
 
 
 def check_property(

@@ -21,8 +21,8 @@ import math
 import numpy as np
 import pytest
 
-from conformance.case import Case
-from conformance.compare import DISCREPANCY, PASS, Comparison
+from conformance.judging.compare import DISCREPANCY, PASS, Comparison
+from datamodel.case import Case
 
 
 def _case(adapter, device, values_per_channel: list[list[float]], **fields) -> Case:

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.check import compare_outcomes, expected_values, tolerances
-from conformance.compare import compare
-from conformance.strategies import cases
-from conformance.tolerance import largest_finite
+from conformance.generation.strategies import cases
+from conformance.judging.check import compare_outcomes, expected_values, tolerances
+from conformance.judging.compare import compare
+from conformance.judging.tolerance import largest_finite
 
 
 @given(data=st.data())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.case import Case, Generator
+from datamodel.case import Case, Generator
 
 from .helpers import check_or_skip, default_layout_axis
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.case import Case, Generator
-from conformance.compare import DISCREPANCY, PASS, Comparison
+from conformance.judging.compare import DISCREPANCY, PASS, Comparison
+from datamodel.case import Case, Generator
 
 PER_CHANNEL_ROLES = ("scale", "offset", "running_mean", "running_variance")
 SHAPES = {2: (4, 6), 3: (4, 6, 5), 4: (2, 6, 4, 3), 5: (2, 6, 3, 2, 2)}

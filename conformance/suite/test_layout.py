@@ -21,12 +21,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from adapters.registry import get_adapter
-from conformance.case import Case, CaseData
-from conformance.check import compare_outcomes, expected_values, tolerances
-from conformance.compare import compare
-from conformance.session import ConformanceFailure
-from conformance.strategies import cases
-from conformance.tolerance import largest_finite
+from conformance.generation.strategies import cases
+from conformance.judging.check import compare_outcomes, expected_values, tolerances
+from conformance.judging.compare import compare
+from conformance.judging.tolerance import largest_finite
+from conformance.plugin.session import ConformanceFailure
+from datamodel.case import Case, CaseData
 
 #: An adapter variant whose results must equal the plain adapter's on the same logical case.
 MEMORY_FORMAT_TWINS = {"torch": "torch:channels_last"}

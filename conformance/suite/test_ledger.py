@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.case import Case, Generator
-from conformance.casefile import load_case
-from conformance.check import check_case
-from conformance.compare import DISCREPANCY, PASS, Comparison
-from conformance.ledger import Entry, default_ledger
-from conformance.records import make_record
-from conformance.session import conditioning, worst_channel_offset
+from conformance.judging.check import check_case
+from conformance.judging.compare import DISCREPANCY, PASS, Comparison
+from conformance.judging.ledger import Entry, default_ledger
+from conformance.plugin.session import conditioning, worst_channel_offset
+from datamodel.case import Case, Generator
+from datamodel.casefile import load_case
+from datamodel.records import make_record
 
 from .test_inventory import inventory_comparisons
 

@@ -1,6 +1,6 @@
 """Training, inference and gradients against the reference, on generated cases.
 
-Each property draws whole cases (``conformance.strategies.cases``) the adapter can run:
+Each property draws whole cases (``conformance.generation.strategies.cases``) the adapter can run:
 every rank, layout, dtype, ε, decay and data conditioning the adapter declares support for.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.strategies import cases
+from conformance.generation.strategies import cases
 
 from .helpers import check_property
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.case import CUMULATIVE, Case, Generator
+from datamodel.case import CUMULATIVE, Case, Generator
 
 from .helpers import check_or_skip
 

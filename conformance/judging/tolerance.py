@@ -53,11 +53,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datamodel.case import CaseData
 from reference import UNIT_ROUNDOFF, Conventions, Expected
 from reference.dtypes import numpy_dtype
 from reference.forward import ChannelLayout
-
-from .case import CaseData
 
 #: Multiplies every first-order bound; see the module docstring and the README.
 SAFETY = 8.0

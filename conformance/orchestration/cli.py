@@ -111,7 +111,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .casefile import CaseFileError, load_case
+    from datamodel.casefile import CaseFileError, load_case
+
     from .replay import default_frameworks, exit_code, render_table, replay
 
     try:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.base import PHASE_QUANTITIES, PHASES, Adapter, Outcome, Settings
+from adapters.base import Adapter, Outcome, Settings
+from datamodel.case import Case, CaseData
+from datamodel.quantities import PHASE_QUANTITIES, PHASES
 from reference import Expected, simulate
 
-from .case import Case, CaseData
 from .compare import ERROR, UNSUPPORTED, Comparison, compare
 from .tolerance import ToleranceInputs, allowed_errors, largest_finite
 

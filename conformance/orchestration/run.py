@@ -15,7 +15,7 @@ from adapters.registry import all_specs, registered, split_spec
 
 from .supervise import supervise
 
-SUITE = Path(__file__).parent / "suite"
+SUITE = Path(__file__).parent.parent / "suite"
 EXIT_OK, EXIT_FOUND = 0, 1
 DEFAULT_CASE_TIMEOUT = 600.0
 

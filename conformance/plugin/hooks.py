@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from . import profiles
+from conformance.generation import profiles
 
 _SESSION_KEY = pytest.StashKey["ConformanceSession"]()
 
@@ -92,7 +92,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _collects_suite(config: pytest.Config) -> bool:
-    here = Path(__file__).parent.resolve()
+    here = (Path(__file__).parent.parent / "suite").resolve()
     return any(Path(str(arg).split("::")[0]).resolve().is_relative_to(here) for arg in config.args)
 
 
@@ -157,5 +157,5 @@ def max_elements(request: pytest.FixtureRequest) -> int:
 
 @pytest.fixture(scope="session")
 def conformance(request: pytest.FixtureRequest):
-    """The session that runs checks and writes records (see ``conformance.session``)."""
+    """The session that runs checks and writes records (see ``conformance.plugin.session``)."""
     return request.config.stash[_SESSION_KEY]

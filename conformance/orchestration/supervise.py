@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .casefile import CaseFileError, parse_case
-from .records import RecordWriter, error_record
+from datamodel.casefile import CaseFileError, parse_case
+from datamodel.records import RecordWriter, error_record
 
 _PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
 PYTEST_OUTCOMES = {0: "passed", 1: "findings", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests ran"}

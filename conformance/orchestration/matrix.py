@@ -1,6 +1,6 @@
 """The CI matrix: cells read from ``matrix.toml``, run here by ``bnconf matrix``.
 
-The same file drives the nightly GitHub workflow (``python -m conformance.matrix --github``
+The same file drives the nightly GitHub workflow (``python -m conformance.orchestration.matrix --github``
 prints the cells as the JSON its ``strategy.matrix`` reads).  Locally, a cell runs when this
 machine has its Python and device and each pinned package is installed at that version or
 is pure Python: those are installed into ``.bnconf-cells/<cell>/site`` and put first on that
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-MATRIX_FILE = Path(__file__).parent / "matrix.toml"
+MATRIX_FILE = Path(__file__).parent.parent / "data" / "matrix.toml"
 CELLS_DIR = Path(".bnconf-cells")
 #: Packages small and pure-Python enough to install beside the environment for one cell.
 OVERLAY_PACKAGES = {"keras", "flax", "optax", "orbax-checkpoint", "namex", "optree"}
@@ -210,7 +210,7 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conformance.matrix", description="Print the CI matrix.")
+    parser = argparse.ArgumentParser(prog="python -m conformance.orchestration.matrix", description="Print the CI matrix.")
     parser.add_argument("--github", action="store_true", help="print the cells as JSON for strategy.matrix")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="only cells of this device")
     parser.add_argument("--cells", default="", help="comma-separated cell names (empty: every cell)")

@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from adapters.registry import FrameworkUnavailableError, get_adapter, registered
-
-from .case import Case
-from .check import check_case
-from .compare import ERROR, PASS, UNSUPPORTED, Comparison
+from conformance.judging.check import check_case
+from conformance.judging.compare import ERROR, PASS, UNSUPPORTED, Comparison
+from datamodel.case import Case
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PASS = "pass"
-DISCREPANCY = "discrepancy"
-ERROR = "error"
-UNSUPPORTED = "unsupported"
-VERDICTS = (PASS, DISCREPANCY, ERROR, UNSUPPORTED)
+from datamodel.verdicts import DISCREPANCY, ERROR, PASS, UNSUPPORTED, VERDICTS
+
+__all__ = ["DISCREPANCY", "ERROR", "PASS", "UNSUPPORTED", "VERDICTS", "Comparison", "compare"]
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from adapters.base import Capabilities
-
-from .case import CUMULATIVE, Case, Generator
+from datamodel.case import CUMULATIVE, Case, Generator
 
 #: Data conditioning classes, from easy to hard; each sets per-channel location and scale.
 CONDITIONINGS = ("well", "offset", "tiny_spread", "huge_spread", "constant_channels", "heavy_tails", "outliers")

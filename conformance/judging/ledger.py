@@ -1,11 +1,11 @@
 """The known-discrepancy ledger: findings already understood, with reason and evidence.
 
-One JSON file per framework in ``conformance/ledger/``.  Each entry says which findings it
+One JSON file per framework in ``conformance/data/ledger/``.  Each entry says which findings it
 explains (``match``: framework specs, properties, quantities, verdicts, and conditions on
 record fields: ``{"min": a, "max": b}`` for numbers such as
 ``conditioning.worst_channel_offset_ratio``, ``{"contains": text}`` for messages, or an
 exact value), why (``reason``), the ``evidence``
-(a case file under ``conformance/ledger/cases/`` that reproduces it, and what was
+(a case file under ``conformance/data/ledger/cases/`` that reproduces it, and what was
 observed), and an ``upstream`` link where one exists.
 
 A finding that no entry explains fails the run.  Every entry's evidence case is replayed
@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-LEDGER_DIR = Path(__file__).parent / "ledger"
+LEDGER_DIR = Path(__file__).parent.parent / "data" / "ledger"
 _MATCH_KEYS = {"framework", "property", "quantity", "verdict", "where"}
 
 

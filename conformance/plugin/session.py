@@ -1,6 +1,6 @@
 """The conformance session: runs checks, writes their records, decides what fails.
 
-One ``ConformanceSession`` lives for a pytest run (created by ``conformance.plugin``).
+One ``ConformanceSession`` lives for a pytest run (created by ``conformance.plugin.hooks``).
 Property tests call ``session.check(...)`` (or ``session.record(...)`` for checks that are
 not a case run, such as parameter inventories).  The session writes one record per
 quantity at once (to the JSON-lines file when one was given), saves the case file of every
@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import PHASES, Adapter
-
-from .case import Case, CaseData
-from .casefile import case_to_json, dump_case
-from .check import CheckResult, check_case
-from .compare import DISCREPANCY, ERROR, Comparison
-from .ledger import Ledger, default_ledger
-from .records import (
+from adapters.base import Adapter
+from conformance.judging.check import CheckResult, check_case
+from conformance.judging.compare import DISCREPANCY, ERROR, Comparison
+from conformance.judging.ledger import Ledger, default_ledger
+from datamodel.case import Case, CaseData
+from datamodel.casefile import case_to_json, dump_case
+from datamodel.quantities import PHASES
+from datamodel.records import (
     RecordWriter,
     environment_record,
     error_record,
@@ -246,7 +246,7 @@ class ConformanceSession:
     def mark_inflight(self, framework: str | None, prop: str, case: Case | None) -> None:
         """Tell a supervising process which check is running (``None``: between checks).
 
-        If the process crashes or hangs, the supervisor (``conformance.run``) records an
+        If the process crashes or hangs, the supervisor (``conformance.orchestration.supervise``) records an
         error for this check from this file; everything recorded before stays.
         """
         if self.inflight_path is None:
@@ -267,7 +267,7 @@ class ConformanceSession:
         record.update(minimal=True, hypothesis_blob=blob)
         adapter = self._adapters.get(test)
         if adapter is not None and "snippet" not in record:
-            from .casefile import parse_case
+            from datamodel.casefile import parse_case
 
             try:
                 record["snippet"] = adapter.snippet(parse_case(record["case"]))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .case import Case, Generator
 from .casefile import case_to_json
-from .compare import ERROR, Comparison
+from .verdicts import ERROR
 
 RECORD_SCHEMA_VERSION = 1
 
@@ -40,10 +40,11 @@ def make_record(
     framework: str,
     framework_version: str,
     case: Case,
-    comparison: Comparison,
+    comparison: Any,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A result record for one quantity of one check."""
+    """A result record for one quantity of one check (``comparison``: a dataclass such as
+    ``conformance.judging.compare.Comparison``, or a mapping of its fields)."""
     record = {
         "schema_version": RECORD_SCHEMA_VERSION,
         "record_type": "result",
@@ -58,7 +59,7 @@ def make_record(
         "layout": "channels_first" if case.layout.axis == 1 else (
             "channels_last" if case.layout.axis == case.rank - 1 else "other"
         ),
-        **asdict(comparison),
+        **(comparison if isinstance(comparison, dict) else asdict(comparison)),
         "case": case_to_json(case),
     }
     if extra:
@@ -74,7 +75,13 @@ def error_record(
     that was running, a one-element placeholder stands in."""
     placeholder = Case(shape=(1, 1), channel_axis=1, dtype="float32", x=Generator())
     return make_record(prop=prop, framework=framework, framework_version="unknown", case=case or placeholder,
-                       comparison=Comparison("*", ERROR, message=message), extra=extra)  # fmt: skip
+                       comparison=_error_comparison(message), extra=extra)  # fmt: skip
+
+
+def _error_comparison(message: str) -> dict[str, Any]:
+    return {"quantity": "*", "verdict": ERROR, "max_abs_error": None, "max_rel_error": None, "allowed": None,
+            "error_at_worst": None, "ratio": None, "mismatched": 0, "total": 0, "uninformative": 0,
+            "worst_index": None, "message": message}  # fmt: skip
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Generation: hypothesis strategies for cases and the hypothesis profiles of the suite."""

@@ -1,0 +1,1 @@
+"""Judging: the tolerance model, element-wise comparison, one check, the known-discrepancy ledger."""

@@ -1,0 +1,1 @@
+"""Orchestration: the ``bnconf`` command line, supervised framework processes, replay, explain, matrix."""

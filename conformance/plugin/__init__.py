@@ -1,0 +1,1 @@
+"""The pytest plugin (``hooks``) and the session that records every check (``session``)."""
