@@ -123,6 +123,12 @@ class Inventory:
     reported: dict[str, int] = field(default_factory=dict)
 
 
+def unknown_variant_message(name: str, variant: str, variants: dict[str, str]) -> str:
+    """The one message for a variant an adapter does not offer, listing those it does."""
+    known = ", ".join(f"{name}:{v}" for v in variants) or "none"
+    return f"unknown variant {variant!r} of {name!r}; known variants: {known}"
+
+
 def nvidia_driver() -> str | None:
     """The NVIDIA driver version, from ``nvidia-smi``, or ``None`` without one."""
     import shutil
@@ -195,8 +201,7 @@ class Adapter(abc.ABC):
 
     def __init__(self, variant: str = "") -> None:
         if variant and variant not in self.variants:
-            known = ", ".join(self.variants) or "none"
-            raise ValueError(f"unknown variant {variant!r} of {self.name!r}; known variants: {known}")
+            raise ValueError(unknown_variant_message(self.name, variant, self.variants))
         self.variant = variant
 
     @property

@@ -17,7 +17,7 @@ import os
 from functools import cache
 from importlib.metadata import entry_points
 
-from .base import Adapter
+from .base import Adapter, unknown_variant_message
 
 BUILTIN_ADAPTERS: dict[str, str] = {
     "torch": "adapters.torch:TorchAdapter",
@@ -71,6 +71,21 @@ def adapter_class(name: str) -> type[Adapter]:
     return getattr(module, class_name)
 
 
+def validate_spec(spec: str) -> None:
+    """Raise ``UnknownFrameworkError`` for an unknown name or variant.
+
+    A known framework that is not installed here passes: running it reports it unavailable
+    with the reason, as a result rather than a usage error.
+    """
+    name, variant = split_spec(spec)
+    try:
+        cls = adapter_class(name)
+    except FrameworkUnavailableError:
+        return
+    if variant and variant not in cls.variants:
+        raise UnknownFrameworkError(unknown_variant_message(name, variant, cls.variants))
+
+
 def get_adapter(spec: str) -> Adapter:
     """An adapter instance for ``NAME[:VARIANT]``.
 
@@ -80,8 +95,7 @@ def get_adapter(spec: str) -> Adapter:
     name, variant = split_spec(spec)
     cls = adapter_class(name)
     if variant and variant not in cls.variants:
-        known = ", ".join(f"{name}:{v}" for v in cls.variants) or "none"
-        raise UnknownFrameworkError(f"unknown variant {variant!r} of {name!r}; known variants: {known}")
+        raise UnknownFrameworkError(unknown_variant_message(name, variant, cls.variants))
     try:
         adapter = cls(variant)
         adapter.version()

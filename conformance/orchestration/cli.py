@@ -11,7 +11,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+from conformance.generation.profiles import DEFAULT_PROFILE, PROFILES
+
+from .exitcodes import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from .run import DEFAULT_CASE_TIMEOUT
 
 
 class UsageError(Exception):
@@ -42,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the conformance suite and write records and the report")
     run.add_argument("--frameworks", type=_frameworks, help="comma-separated frameworks (default: all registered)")
     run.add_argument("--device", choices=("cpu", "gpu", "all"), default="cpu", help="device to run on (default: cpu)")
-    run.add_argument("--profile", choices=("dev", "ci", "nightly"), default="ci", help="hypothesis profile (default: ci)")
+    run.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=f"hypothesis profile (default: {DEFAULT_PROFILE})")
     run.add_argument("--out", default="bnconf-out", help="output directory (default: bnconf-out)")
-    run.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
-                     help="kill a framework's process when one check runs longer (default: 600)")
+    run.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="SECONDS",
+                     help=f"kill a framework's process when one check runs longer (default: {DEFAULT_CASE_TIMEOUT:g})")
 
     explain = commands.add_parser("explain", help="a framework's batch norm for one input shape, as formulas")
     explain.add_argument("framework", help="framework name, e.g. torch, keras, flax")
@@ -62,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     matrix = commands.add_parser("matrix", help="run the CI matrix's cells that can run here, and merge them")
     matrix.add_argument("--cells", type=_frameworks, help="comma-separated cell names (default: every cell)")
     matrix.add_argument("--jobs", type=int, default=1, help="cells to run at once (default: 1)")
-    matrix.add_argument("--profile", choices=("dev", "ci", "nightly"), default="ci", help="hypothesis profile (default: ci)")
+    matrix.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=f"hypothesis profile (default: {DEFAULT_PROFILE})")
     matrix.add_argument("--out", default="bnconf-out/matrix", help="output directory (default: bnconf-out/matrix)")
-    matrix.add_argument("--case-timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="kill a cell's process when one check runs longer (default: 600)")
+    matrix.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="SECONDS",
+                        help=f"kill a cell's process when one check runs longer (default: {DEFAULT_CASE_TIMEOUT:g})")
     matrix.add_argument("--list", action="store_true", help="list the cells and whether each can run here, then stop")
 
     report = commands.add_parser("report", help="render (and merge) result files into one report")
@@ -75,19 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_frameworks(specs: list[str]) -> None:
-    from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError, adapter_class, split_spec
+    from adapters.registry import UnknownFrameworkError, validate_spec
 
     for spec in specs:
-        name, variant = split_spec(spec)
         try:
-            cls = adapter_class(name)
-        except FrameworkUnavailableError:
-            continue  # known name, framework missing here: reported as unavailable later
+            validate_spec(spec)
         except UnknownFrameworkError as error:
             raise UsageError(str(error)) from None
-        if variant and variant not in cls.variants:
-            known = ", ".join(f"{name}:{v}" for v in cls.variants) or "none"
-            raise UsageError(f"unknown variant {variant!r} of {name!r}; known variants: {known}")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ from typing import Any
 
 from adapters.base import Adapter
 
+from .texttable import text_table
+
 LAYOUTS = ("channels_first", "channels_last")
 
 
@@ -125,10 +127,7 @@ def render_text(info: dict[str, Any]) -> str:
          p["dtype"], "yes" if p["trainable"] else "no")
         for p in info["parameters"]
     ]  # fmt: skip
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows)
+    lines.extend(text_table(headers, rows))
     lines += [
         "",
         f"framework's totals: trainable {info['trainable_count']}, non-trainable {info['non_trainable_count']}, "

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from .exitcodes import EXIT_OK, EXIT_USAGE
+
 MATRIX_FILE = Path(__file__).parent.parent / "data" / "matrix.toml"
 CELLS_DIR = Path(".bnconf-cells")
 #: Packages small and pure-Python enough to install beside the environment for one cell.
@@ -169,7 +171,8 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
     """Run the cells this machine can, ``jobs`` at a time; merge them into one report."""
     from reports.render import render_report
 
-    from .run import EXIT_FOUND, EXIT_OK, run_framework
+    from .exitcodes import EXIT_FOUND
+    from .run import run_framework
 
     out = Path(out)
     cells = select(load_matrix(matrix_file), names)
@@ -219,13 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cells = [c for c in select(load_matrix(), names) if args.device in (None, c.device)]
     except MatrixError as error:
-        parser.exit(2, f"error: {error}\n")
+        parser.exit(EXIT_USAGE, f"error: {error}\n")
     if args.github:
         print(json.dumps([c.to_github() for c in cells]))
     else:
         for cell in cells:
             print(f"{cell.name:32} {cell.device:4} python {cell.python}  {' '.join(cell.packages)}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

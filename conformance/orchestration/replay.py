@@ -14,6 +14,9 @@ from conformance.judging.check import check_case
 from conformance.judging.compare import ERROR, PASS, UNSUPPORTED, Comparison
 from datamodel.case import Case
 
+from .exitcodes import EXIT_FOUND, EXIT_OK
+from .texttable import text_table
+
 
 @dataclass(frozen=True)
 class ReplayRow:
@@ -53,7 +56,7 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
 
 def exit_code(rows: list[ReplayRow]) -> int:
     """0 when every row passes (or is unsupported), 1 when any is a discrepancy or error."""
-    return 0 if all(row.comparison.verdict in (PASS, UNSUPPORTED) for row in rows) else 1
+    return EXIT_OK if all(row.comparison.verdict in (PASS, UNSUPPORTED) for row in rows) else EXIT_FOUND
 
 
 def _number(value: float | None) -> str:
@@ -68,11 +71,5 @@ def render_table(rows: list[ReplayRow]) -> str:
          _number(row.comparison.ratio))
         for row in rows
     ]  # fmt: skip
-    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row, cells in zip(rows, table, strict=False):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
-        if row.comparison.message and row.comparison.verdict != PASS:
-            lines.append(f"    {row.comparison.message}")
-    return "\n".join(lines)
+    notes = [row.comparison.message if row.comparison.verdict != PASS else None for row in rows]
+    return "\n".join(text_table(headers, table, notes))

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from adapters.registry import all_specs, registered, split_spec
 
+from .exitcodes import EXIT_FOUND, EXIT_OK
 from .supervise import supervise
 
 SUITE = Path(__file__).parent.parent / "suite"
-EXIT_OK, EXIT_FOUND = 0, 1
+#: Seconds one check may run before its framework's process is killed and an error recorded.
 DEFAULT_CASE_TIMEOUT = 600.0
 
 

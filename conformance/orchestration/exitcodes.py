@@ -1,0 +1,11 @@
+"""The exit codes of every ``bnconf`` command, defined once.
+
+0: success, nothing unexpected; 1: something was found (a discrepancy or an error that no
+ledger entry explains); 2: bad usage or bad input, with a one-line message naming it.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FOUND = 1
+EXIT_USAGE = 2
