@@ -1,10 +1,16 @@
 """The pytest plugin of the conformance suite: options, report header, fixtures.
 
-Registered through the ``pytest11`` entry point, so ``pytest conformance`` picks it up.
+Registered through the ``pytest11`` entry point, so ``pytest conformance/suite`` picks it up.
 Options (group ``bnconf``): ``--bnconf-frameworks``, ``--bnconf-device``,
-``--bnconf-profile`` and ``--bnconf-results``.  A test that asks for the ``adapter``
+``--bnconf-profile`` and ``--bnconf-results``.  A suite test that asks for the ``adapter``
 fixture runs once per framework spec and device; a framework that is not installed, or a
 device that is not present, is skipped with the reason.
+
+The plugin is loaded in *every* pytest run of an environment where bn-conformance is
+installed, so it minds its own business: unless the conformance suite is among the paths
+being collected or a ``--bnconf-*`` option is given, it loads no hypothesis profile, opens
+no session, imports no adapter or framework, prints no header line and parametrizes no test
+(``is_active``).  Its options and fixtures are merely registered.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import pytest
 from conformance.generation import profiles
 
 _SESSION_KEY = pytest.StashKey["ConformanceSession"]()
+_ACTIVE_KEY = pytest.StashKey[bool]()
+SUITE_DIR = (Path(__file__).parent.parent / "suite").resolve()
+_OPTIONS = ("--bnconf-frameworks", "--bnconf-device", "--bnconf-profile", "--bnconf-results")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated framework specs, NAME or NAME:VARIANT (default: every registered adapter and variant)",
     )  # fmt: skip
     group.addoption(
-        "--bnconf-device", default="cpu", choices=("cpu", "gpu", "all"),
+        "--bnconf-device", default=None, choices=("cpu", "gpu", "all"),
         help="device(s) to run on; a missing device is skipped with the reason (default: cpu)",
     )  # fmt: skip
     group.addoption(
@@ -43,18 +52,59 @@ def _profile(config: pytest.Config) -> str:
     return config.getoption("--bnconf-profile") or config.getoption("--hypothesis-profile", None) or profiles.DEFAULT_PROFILE
 
 
+def _device_option(config: pytest.Config) -> str:
+    return config.getoption("--bnconf-device") or "cpu"
+
+
+def _collected_paths(config: pytest.Config) -> list[Path]:
+    """The filesystem paths this run collects (module names resolved under ``--pyargs``)."""
+    import importlib.util
+
+    paths = []
+    for arg in config.args:
+        target = str(arg).split("::")[0]
+        if config.getoption("pyargs", False) and not Path(target).exists():
+            try:
+                spec = importlib.util.find_spec(target)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is not None and spec.origin:
+                origin = Path(spec.origin)
+                paths.append(origin.parent if origin.name == "__init__.py" else origin)
+            continue
+        paths.append(Path(config.invocation_params.dir, target))
+    return [path.resolve() for path in paths]
+
+
+def collects_suite(config: pytest.Config) -> bool:
+    """Whether a collected path is the suite, lies inside it, or contains it."""
+    return any(path.is_relative_to(SUITE_DIR) or SUITE_DIR.is_relative_to(path) for path in _collected_paths(config))
+
+
+def is_active(config: pytest.Config) -> bool:
+    """A conformance run: the suite is collected, or a ``--bnconf-*`` option was given."""
+    active = config.stash.get(_ACTIVE_KEY, None)
+    if active is None:
+        explicit = any(config.getoption(option) is not None for option in _OPTIONS)
+        active = config.stash[_ACTIVE_KEY] = explicit or collects_suite(config)
+    return active
+
+
+@pytest.hookimpl(tryfirst=True)  # before hypothesis' own plugin reads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
+    if not is_active(config):
+        return
     from .session import ConformanceSession
 
-    if config.getoption("--bnconf-profile"):
-        profiles.load(config.getoption("--bnconf-profile"))
-    elif not config.getoption("--hypothesis-profile", None):
-        profiles.load(profiles.DEFAULT_PROFILE)
+    profiles.register()
+    hypothesis_profile = config.getoption("--hypothesis-profile", None)
+    if config.getoption("--bnconf-profile") or not hypothesis_profile:
+        profiles.load(_profile(config))
     results = config.getoption("--bnconf-results")
     details = {
         "hypothesis_profile": _profile(config),
         "hypothesis_seed": config.getoption("--hypothesis-seed", None),
-        "device": config.getoption("--bnconf-device"),
+        "device": _device_option(config),
         "frameworks": config.getoption("--bnconf-frameworks"),
     }
     config.stash[_SESSION_KEY] = ConformanceSession(Path(results) if results else None, run_details=details)
@@ -74,31 +124,33 @@ def framework_specs(config: pytest.Config) -> list[str]:
 
 
 def devices(config: pytest.Config) -> list[str]:
-    option = config.getoption("--bnconf-device")
+    option = _device_option(config)
     return ["cpu", "gpu"] if option == "all" else [option]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not is_active(config):
+        return []
     from adapters.registry import get_adapter
 
-    lines = [f"bnconf: profile {_profile(config)}, device {config.getoption('--bnconf-device')}"]
+    lines = [f"bnconf: profile {_profile(config)}, device {_device_option(config)}"]
     for spec in framework_specs(config):
         try:
             adapter = get_adapter(spec)
             lines.append(f"bnconf adapter {spec}: {adapter.version()} (devices here: {', '.join(sorted(adapter.available_devices()))})")
         except Exception as error:
             lines.append(f"bnconf adapter {spec}: unavailable ({error})")
-    return lines if config.getoption("--bnconf-frameworks") or _collects_suite(config) else []
+    return lines
 
 
-def _collects_suite(config: pytest.Config) -> bool:
-    here = (Path(__file__).parent.parent / "suite").resolve()
-    return any(Path(str(arg).split("::")[0]).resolve().is_relative_to(here) for arg in config.args)
+def _in_suite(path: Path | str | None) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(SUITE_DIR)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # Only tests of the suite (those asking for ``adapter``) run per framework and device.
-    if "adapter" in metafunc.fixturenames:
+    # Only the suite's tests (those asking for ``adapter``) run per framework and device; a
+    # test elsewhere with a fixture of the same name is none of this plugin's business.
+    if "adapter" in metafunc.fixturenames and is_active(metafunc.config) and _in_suite(metafunc.definition.path):
         metafunc.parametrize("bnconf_framework", framework_specs(metafunc.config), scope="session")
         metafunc.parametrize("bnconf_device", devices(metafunc.config), scope="session")
 
@@ -120,6 +172,12 @@ def adapter(bnconf_framework: str, bnconf_device: str):
     return instance
 
 
+def _is_suite_test(item: pytest.Item) -> bool:
+    """A test of the suite, run once per framework spec (it has the ``bnconf_framework`` parameter)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "bnconf_framework" in callspec.params
+
+
 _BLOB = re.compile(r"@reproduce_failure\('[^']+', b'[^']+'\)")
 
 
@@ -128,7 +186,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     session = item.config.stash.get(_SESSION_KEY, None)
     if session is not None:
         session.current_test = item.nodeid
-        if "adapter" in getattr(item, "fixturenames", ()):  # a suite test: its whole run counts as in flight
+        if _is_suite_test(item):  # its whole run counts as in flight
             session.mark_inflight(item.callspec.params.get("bnconf_framework"), "setup", None)
 
 
@@ -137,13 +195,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """On a failed suite test, record its minimal counterexample with hypothesis' blob."""
     report = yield
     session = item.config.stash.get(_SESSION_KEY, None)
-    if session is not None and report.when == "call" and report.failed and "adapter" in item.fixturenames:
+    if session is not None and report.when == "call" and report.failed and _is_suite_test(item):
         text = report.longreprtext or ""
         match = _BLOB.search(text)
         if session.record_counterexample(item.nodeid, match.group(0) if match else None) is None and (
             "ConformanceFailure" not in text
         ):
-            framework = getattr(item, "callspec", None) and item.callspec.params.get("bnconf_framework")
+            framework = item.callspec.params.get("bnconf_framework")
             last_line = text.strip().splitlines()[-1] if text.strip() else "no message"
             session.record_harness_failure(item.nodeid, framework, f"the suite test failed without a finding: {last_line[:500]}")
     return report
