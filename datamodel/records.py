@@ -1,108 +1,323 @@
-"""Result records: one JSON object per check, appended to a JSON-lines file as it finishes.
+"""Result records: one typed JSON object per check, appended to a JSON-lines file as it finishes.
 
 JSON lines are the source of truth for every report: a run that is killed keeps every
-record written before it died.  Each record is self-contained: what was run (the case file,
-the framework and its version, the device), what was found (errors, tolerance, ratio,
-verdict), and how to reproduce it (a replay command; the hypothesis blob when the suite
-found the case).
+record written before it died.  Each line is one of the models below, told apart by its
+``kind`` (a pydantic discriminated union, validated on read):
+
+* ``environment``: where a run happened (machine, Python, commit, hypothesis profile);
+* ``framework``: one framework's version and device details in a run;
+* ``result``: a toleranced numeric comparison of one quantity with the reference;
+* ``count``: a parameter-inventory count, observed against the canonical one;
+* ``probe``: a convention measured on the framework, against what its adapter declares;
+* ``ledger``: a ledger entry's evidence replayed, and whether it still reproduces;
+* ``error``: a crash, a hang or a harness failure (its ``case`` is ``null`` when unknown).
+
+Every check record (all but the first two) says what was run (the case file, the framework
+and its version, the device), what was found (``quantity``: what was checked; ``verdict``;
+``message``), and how to reproduce it (a replay command; the hypothesis blob when the suite
+found the case).  Non-finite numbers are written as text (``datamodel.jsoncodec``).
+
+``python -m datamodel.records --schema`` prints the JSON Schema of a line
+(committed as ``docs/record-schema.json``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
 import os
-import platform
 import shlex
-import subprocess
-import uuid
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
 
-from .case import Case, Generator
+from .case import Case
 from .casefile import case_to_json
-from .verdicts import ERROR
+from .jsoncodec import NON_FINITE_TEXT, decode_float, dumps
+from .runinfo import commit, environment
+from .verdicts import DISCREPANCY, ERROR, PASS, VERDICTS
 
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
+
+#: A float that may be non-finite: written as a number, or as "nan", "inf" or "-inf".
+Real = Annotated[
+    float,
+    BeforeValidator(decode_float),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": list(NON_FINITE_TEXT)}]}),
+]
+Verdict = Literal["pass", "discrepancy", "error", "unsupported"]
+assert get_args(Verdict) == VERDICTS, "datamodel.verdicts and the record schema name the same verdicts"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Record(_Model):
+    schema_version: Literal[2] = RECORD_SCHEMA_VERSION
+    kind: str  # each model narrows it to its own literal: the discriminator of ``Record``
+    #: ``None`` only for a record the supervisor wrote for a process that died before announcing its run.
+    run_id: str | None
+    time: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+class EnvironmentRecord(_Record):
+    """Where a run happened; one per suite process, written first."""
+
+    kind: Literal["environment"] = "environment"
+    commit: str | None = None
+    python: str
+    platform: str
+    machine: str
+    numpy: str
+    hypothesis: str
+    hypothesis_profile: str | None = None
+    hypothesis_seed: str | int | None = None
+    device: str | None = None  # the --bnconf-device option: cpu, gpu or all
+    frameworks: str | None = None  # the --bnconf-frameworks option (None: every registered one)
+
+
+class FrameworkRecord(_Record):
+    """One framework spec's version and device details, written before its first check."""
+
+    kind: Literal["framework"] = "framework"
+    framework: str
+    framework_version: str
+    device_info: dict[str, str] = {}
+
+
+class _Check(_Record):
+    """What every check record says: what ran, what was found, how to reproduce it."""
+
+    property: str
+    #: What was checked: a quantity (``dx``, ``y_train@twin``), a count, a convention, a ledger entry id.
+    quantity: str
+    verdict: Verdict
+    message: str = ""
+    framework: str
+    framework_version: str
+    device: str
+    dtype: str | None = None
+    rank: int | None = None
+    channel_axis: int | None = None
+    layout: Literal["channels_first", "channels_last", "other"] | None = None
+    #: The case-file document of the case (``datamodel.casefile``); ``None`` when it is not known.
+    case: dict[str, Any] | None = None
+    test: str | None = None  # the pytest node id that made the check
+    known: str | None = None  # the ledger entry that explains this finding
+    case_file: str | None = None
+    replay: str | None = None  # the command that replays the finding
+    snippet: str | None = None  # standalone code in the framework's own API
+    snippet_error: str | None = None  # why no snippet could be written
+    minimal: bool = False  # a re-write of a finding as its test's minimal counterexample
+    hypothesis_blob: str | None = None
+
+    @property
+    def is_finding(self) -> bool:
+        return self.verdict in (DISCREPANCY, ERROR)
+
+
+class Conditioning(_Model):
+    """How hard the case's first batch is, in the terms of the tolerance model."""
+
+    offset_ratio: Real  # the largest per-channel |mean|/std (∞ for a constant channel away from 0)
+    constant_channels: int
+    one_value_per_channel: bool
+    min_var_over_eps: Real | None = None  # None when ε is the framework's default
+    data_class: str | None = None  # the strategy's label for the data ("offset", "constant", ...)
+    worst_channel_offset_ratio: Real | None = None  # |mean|/std of the channel of the worst element
+
+
+class ResultRecord(_Check):
+    """A toleranced numeric comparison of one quantity with the reference."""
+
+    kind: Literal["result"] = "result"
+    max_abs_error: Real | None = None
+    max_rel_error: Real | None = None
+    allowed: Real | None = None  # allowed error at the worst element
+    error_at_worst: Real | None = None
+    ratio: Real | None = None  # |error| / allowed at the worst element; above 1 is a discrepancy
+    mismatched: int = 0
+    total: int = 0
+    uninformative: int = 0  # elements whose allowed error is at least their own size
+    worst_index: list[int] | None = None
+    conditioning: Conditioning | None = None
+    twin: str | None = None  # layout property: the framework spec this one was compared with
+    twin_of: str | None = None  # layout property: this check ran as the twin of that spec
+    compared_with: str | None = None  # cross-device property: the device compared against
+
+
+class Variable(_Model):
+    name: str
+    role: str
+    shape: list[int]
+    dtype: str
+    trainable: bool
+
+
+class CanonicalCounts(_Model):
+    trainable: int
+    running_statistics: int
+    total: int
+
+
+class Inventory(_Model):
+    """Every variable a framework creates for the layer, and its own totals."""
+
+    variables: list[Variable]
+    trainable_count: int
+    non_trainable_count: int
+    total_count: int
+    reported: dict[str, int] = {}  # where a figure comes from ("count_params()") → the figure
+    canonical: CanonicalCounts
+
+
+class CountRecord(_Check):
+    """A parameter-inventory count (``quantity``: which one) against the canonical count."""
+
+    kind: Literal["count"] = "count"
+    observed: int
+    canonical: int
+    inventory: Inventory
+
+
+class ProbeRecord(_Check):
+    """A convention (``quantity``) measured on the framework, against what its adapter declares."""
+
+    kind: Literal["probe"] = "probe"
+    declared: str | float
+    probed: str | float
+    evidence: dict[str, Real] = {}  # the observed numbers the probe decided from
+    declared_conventions: dict[str, str] = {}  # every convention the adapter declares, for the report
+
+    @property
+    def convention(self) -> str:
+        return self.quantity
+
+
+class LedgerRecord(_Check):
+    """A ledger entry (``quantity``: its id) whose evidence was replayed."""
+
+    kind: Literal["ledger"] = "ledger"
+    reproduced: bool
+    explained_quantities: list[str] = []
+
+    @property
+    def entry_id(self) -> str:
+        return self.quantity
+
+
+class ErrorRecord(_Check):
+    """Something that failed outside a comparison, so that nothing fails without a record."""
+
+    kind: Literal["error"] = "error"
+    cause: Literal["crash", "hang", "harness"]
+    quantity: str = "*"
+    verdict: Literal["error"] = "error"
+    framework_version: str = "unknown"
+    device: str = "unknown"
+
+
+CheckRecord = ResultRecord | CountRecord | ProbeRecord | LedgerRecord | ErrorRecord
+RECORD_MODELS = (EnvironmentRecord, FrameworkRecord, ResultRecord, CountRecord, ProbeRecord, LedgerRecord, ErrorRecord)
+#: Every record kind, in the order of the models above.
+KINDS = tuple(model.model_fields["kind"].default for model in RECORD_MODELS)
+Record = Annotated[
+    EnvironmentRecord | FrameworkRecord | ResultRecord | CountRecord | ProbeRecord | LedgerRecord | ErrorRecord,
+    Field(discriminator="kind"),
+]
+RECORD = TypeAdapter(Record)
+
+
+# -- building records --------------------------------------------------------------------------
 
 
 def replay_command(case_path: str | Path, framework: str, device: str = "cpu") -> str:
     return f"bnconf replay {shlex.quote(str(case_path))} --frameworks {framework} --device {device}"
 
 
-def make_record(
-    *,
-    prop: str,
-    framework: str,
-    framework_version: str,
-    case: Case,
-    comparison: Any,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A result record for one quantity of one check (``comparison``: a dataclass such as
+def case_fields(case: Case | None) -> dict[str, Any]:
+    """The fields a check record derives from its case (none but the device when it is unknown)."""
+    if case is None:
+        return {}
+    axis, rank = case.layout.axis, case.rank
+    layout = "channels_first" if axis == 1 else ("channels_last" if axis == rank - 1 else "other")
+    return {"device": case.device, "dtype": case.dtype, "rank": rank, "channel_axis": axis, "layout": layout,
+            "case": case_to_json(case)}  # fmt: skip
+
+
+def result_record(
+    *, run_id: str | None, prop: str, framework: str, framework_version: str, case: Case, comparison: Any,
+    conditioning: Conditioning | Mapping[str, Any] | None = None, **fields: Any,
+) -> ResultRecord:  # fmt: skip
+    """A ``result`` record for one comparison (a dataclass such as
     ``conformance.judging.compare.Comparison``, or a mapping of its fields)."""
-    record = {
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "record_type": "result",
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "property": prop,
-        "framework": framework,
-        "framework_version": framework_version,
-        "device": case.device,
-        "dtype": case.dtype,
-        "rank": case.rank,
-        "channel_axis": case.layout.axis,
-        "layout": "channels_first" if case.layout.axis == 1 else (
-            "channels_last" if case.layout.axis == case.rank - 1 else "other"
-        ),
-        **(comparison if isinstance(comparison, dict) else asdict(comparison)),
-        "case": case_to_json(case),
-    }
-    if extra:
-        record.update(extra)
-    return record
+    compared = asdict(comparison) if is_dataclass(comparison) else dict(comparison)
+    return ResultRecord(run_id=run_id, property=prop, framework=framework, framework_version=framework_version,
+                        **case_fields(case), **compared, conditioning=conditioning, **fields)  # fmt: skip
+
+
+def count_record(
+    *, run_id: str | None, framework: str, framework_version: str, case: Case, quantity: str, observed: int,
+    canonical: int, inventory: Inventory, message: str | None = None, **fields: Any,
+) -> CountRecord:  # fmt: skip
+    """A ``count`` record: a pass when ``observed`` equals ``canonical``."""
+    same = observed == canonical
+    if message is None:
+        message = "" if same else f"{quantity}: the framework reports {observed}, the canonical count is {canonical}"
+    return CountRecord(run_id=run_id, property="inventory", quantity=quantity, verdict=PASS if same else DISCREPANCY,
+                       message=message, framework=framework, framework_version=framework_version, **case_fields(case),
+                       observed=observed, canonical=canonical, inventory=inventory, **fields)  # fmt: skip
+
+
+def probe_record(
+    *, run_id: str | None, framework: str, framework_version: str, case: Case, convention: str, declared: str | float,
+    probed: str | float, agrees: bool, evidence: Mapping[str, float], declared_conventions: Mapping[str, str],
+    **fields: Any,
+) -> ProbeRecord:  # fmt: skip
+    """A ``probe`` record of the ``conventions`` property: a discrepancy unless ``agrees``."""
+    message = "" if agrees else f"{convention}: declared {declared!r}, but the framework behaves as {probed!r}"
+    return ProbeRecord(run_id=run_id, property="conventions", quantity=convention, verdict=PASS if agrees else DISCREPANCY,
+                       message=message, framework=framework, framework_version=framework_version, **case_fields(case),
+                       declared=declared, probed=probed, evidence=dict(evidence),
+                       declared_conventions=dict(declared_conventions), **fields)  # fmt: skip
+
+
+def ledger_record(
+    *, run_id: str | None, framework: str, framework_version: str, case: Case, entry_id: str, reproduced: bool,
+    explained_quantities: list[str], message: str = "", **fields: Any,
+) -> LedgerRecord:  # fmt: skip
+    """A ``ledger`` record: a discrepancy when the entry's evidence no longer reproduces."""
+    return LedgerRecord(run_id=run_id, property="ledger", quantity=entry_id, verdict=PASS if reproduced else DISCREPANCY,
+                        message=message, framework=framework, framework_version=framework_version, **case_fields(case),
+                        reproduced=reproduced, explained_quantities=sorted(explained_quantities), **fields)  # fmt: skip
 
 
 def error_record(
-    *, prop: str, framework: str, message: str, case: Case | None = None, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    *, run_id: str | None, prop: str, framework: str, message: str, cause: str, case: Case | None = None,
+    framework_version: str = "unknown", test: str | None = None,
+) -> ErrorRecord:  # fmt: skip
     """An ``error`` record for something that failed outside a comparison (a crashed or hung
-    process, a harness exception), so that nothing fails without a record.  Without the case
-    that was running, a one-element placeholder stands in."""
-    placeholder = Case(shape=(1, 1), channel_axis=1, dtype="float32", x=Generator())
-    return make_record(prop=prop, framework=framework, framework_version="unknown", case=case or placeholder,
-                       comparison=_error_comparison(message), extra=extra)  # fmt: skip
+    process, a harness exception).  Without the case that was running, ``case`` is ``None``."""
+    return ErrorRecord(run_id=run_id, property=prop, framework=framework, framework_version=framework_version,
+                       message=message, cause=cause, test=test, **case_fields(case))  # fmt: skip
 
 
-def _error_comparison(message: str) -> dict[str, Any]:
-    return {"quantity": "*", "verdict": ERROR, "max_abs_error": None, "max_rel_error": None, "allowed": None,
-            "error_at_worst": None, "ratio": None, "mismatched": 0, "total": 0, "uninformative": 0,
-            "worst_index": None, "message": message}  # fmt: skip
+def environment_record(run_id: str, **details: Any) -> EnvironmentRecord:
+    """The record that describes a run (``details``: the plugin's options) rather than a check."""
+    return EnvironmentRecord(run_id=run_id, commit=commit(), **environment(), **details)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__} in a result record")
+def framework_record(run_id: str, framework: str, version: str, devices: dict[str, str]) -> FrameworkRecord:
+    """A record of one framework's version and device details in a run."""
+    return FrameworkRecord(run_id=run_id, framework=framework, framework_version=version, device_info=devices)
 
 
-def _finite_or_text(value: Any) -> Any:
-    """JSON has no NaN/inf; write them as strings so every reader can parse the line."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _finite_or_text(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_text(v) for v in value]
-    return value
+# -- the file ----------------------------------------------------------------------------------
 
 
 class RecordWriter:
@@ -113,8 +328,10 @@ class RecordWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(_finite_or_text(record), default=_json_default, allow_nan=False) + "\n")
+    def write(self, record: BaseModel) -> None:
+        if not isinstance(record, _Record):
+            raise TypeError(f"expected a record model (datamodel.records), got {type(record).__name__}")
+        self._file.write(dumps(record.model_dump()) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -132,8 +349,35 @@ class RecordFileError(ValueError):
     """A results file that cannot be read; the message names the file and line."""
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Every record of a JSON-lines results file; a torn last line (a killed run) is skipped."""
+def parse_record(document: Any) -> EnvironmentRecord | FrameworkRecord | CheckRecord:
+    """One line's JSON document as its record model; ``ValueError`` with a one-line reason."""
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise ValueError("not a result record (no schema_version)")
+    if document["schema_version"] != RECORD_SCHEMA_VERSION or isinstance(document["schema_version"], bool):
+        raise ValueError(
+            f"record schema version {document['schema_version']!r} is not supported "
+            f"(this bnconf reads version {RECORD_SCHEMA_VERSION})"
+        )
+    try:
+        return RECORD.validate_python(document)
+    except ValidationError as error:
+        raise ValueError(_one_line(document, error)) from None
+
+
+def _one_line(document: dict, error: ValidationError) -> str:
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    # The discriminator is the first element of a location; the field path follows it.
+    location = ".".join(str(part) for part in first["loc"][1:]) or "kind"
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return f"invalid record kind {document.get('kind')!r} (expected one of: {', '.join(KINDS)})"
+    seen = f", saw {first['input']!r}"[:120] if first["type"] != "missing" else ""
+    more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return f"invalid {document.get('kind')} record: field {location!r}: {first['msg']}{seen}{more}"
+
+
+def read_records(path: str | Path) -> list[EnvironmentRecord | FrameworkRecord | CheckRecord]:
+    """Every record of a JSON-lines results file, validated; a torn last line (a killed run) is skipped."""
     path = Path(path)
     records = []
     try:
@@ -144,71 +388,46 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            document = json.loads(line)
         except json.JSONDecodeError as error:
             if number == len(lines):  # the run was killed while writing its last line
                 break
             raise RecordFileError(f"{path}:{number}: not a JSON record ({error.msg})") from None
-        if not isinstance(record, dict) or "schema_version" not in record:
-            raise RecordFileError(f"{path}:{number}: not a result record (no schema_version)")
-        if record["schema_version"] != RECORD_SCHEMA_VERSION:
-            raise RecordFileError(
-                f"{path}:{number}: record schema version {record['schema_version']!r} is not supported "
-                f"(this bnconf reads version {RECORD_SCHEMA_VERSION})"
-            )
-        records.append(record)
+        try:
+            records.append(parse_record(document))
+        except ValueError as error:
+            raise RecordFileError(f"{path}:{number}: {error}") from None
     return records
 
 
-def commit() -> str | None:
-    """The git commit being run (``BNCONF_COMMIT`` overrides), or ``None`` outside a checkout."""
-    if os.environ.get("BNCONF_COMMIT"):
-        return os.environ["BNCONF_COMMIT"]
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).resolve().parent)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+# -- the schema --------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    """Where a run happened: machine and Python (framework versions come with each record)."""
-    import hypothesis
-
+def record_json_schema() -> dict[str, Any]:
+    """The JSON Schema of one line of a results file, generated from the models above."""
+    schema = RECORD.json_schema()
     return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "numpy": np.__version__,
-        "hypothesis": hypothesis.__version__,
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"bn-conformance result record, schema version {RECORD_SCHEMA_VERSION}",
+        "description": "One line of a results file (JSON lines). Generated by `python -m datamodel.records --schema`; "
+        "do not edit by hand.",
+        **schema,
     }
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+def schema_text() -> str:
+    return json.dumps(record_json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-def environment_record(run_id: str, **details: Any) -> dict[str, Any]:
-    """A record that describes a run (``record_type`` "environment") rather than a check."""
-    return {
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "record_type": "environment",
-        "run_id": run_id,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
-        **environment(),
-        **details,
-    }
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datamodel.records", description="The result-record schema.")
+    parser.add_argument("--schema", action="store_true", help="print the JSON Schema of a record line")
+    args = parser.parse_args(argv)
+    if not args.schema:
+        parser.error("nothing to do: give --schema")
+    print(schema_text(), end="")
+    return 0
 
 
-def framework_record(run_id: str, framework: str, version: str, devices: dict[str, str]) -> dict[str, Any]:
-    """A record of one framework's version and device details in a run."""
-    return {
-        "schema_version": RECORD_SCHEMA_VERSION,
-        "record_type": "framework",
-        "run_id": run_id,
-        "framework": framework,
-        "framework_version": version,
-        "device_info": devices,
-    }
+if __name__ == "__main__":
+    raise SystemExit(main())

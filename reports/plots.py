@@ -13,7 +13,9 @@ import math
 from collections import defaultdict
 from html import escape
 
-from .summarize import NON_NUMERIC_PROPERTIES, number
+from datamodel.records import CheckRecord
+
+from .summarize import offset_ratio, toleranced
 
 WIDTH, HEIGHT, PAD = 320, 200, 36
 MAX_POINTS = 5000  # dots per scatter plot; the title says when more checks exist
@@ -41,14 +43,11 @@ def _frame(title: str, x_label: str, y_label: str, body: list[str]) -> str:
     )
 
 
-def error_vs_conditioning(results: list[dict]) -> dict[str, str]:
-    """framework → SVG scatter of log ratio against log offset ratio."""
+def error_vs_conditioning(results: list[CheckRecord]) -> dict[str, str]:
+    """framework → SVG scatter of log ratio against log offset ratio (``result`` records only)."""
     points: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
-    for r in results:
-        if r.get("ratio") is None or r["verdict"] not in ("pass", "discrepancy") or r["property"] in NON_NUMERIC_PROPERTIES:
-            continue
-        offset = number((r.get("conditioning") or {}).get("offset_ratio"))
-        points[r["framework"]].append((offset, number(r["ratio"]), r["verdict"] == "discrepancy"))
+    for r in toleranced(results):
+        points[r.framework].append((offset_ratio(r), r.ratio, r.verdict == "discrepancy"))
     plots = {}
     left, right, top, bottom = PAD, WIDTH - 8, 8, HEIGHT - PAD
     for framework, items in sorted(points.items()):
@@ -71,12 +70,11 @@ def error_vs_conditioning(results: list[dict]) -> dict[str, str]:
     return plots
 
 
-def headroom_histogram(results: list[dict], bins: int = 24) -> dict[str, str]:
-    """framework → SVG histogram of log₁₀(error / allowed)."""
+def headroom_histogram(results: list[CheckRecord], bins: int = 24) -> dict[str, str]:
+    """framework → SVG histogram of log₁₀(error / allowed) (``result`` records only)."""
     values: dict[str, list[float]] = defaultdict(list)
-    for r in results:
-        if r.get("ratio") is not None and r["verdict"] in ("pass", "discrepancy") and r["property"] not in NON_NUMERIC_PROPERTIES:
-            values[r["framework"]].append(_log(number(r["ratio"]), *RATIO_RANGE))
+    for r in toleranced(results):
+        values[r.framework].append(_log(r.ratio, *RATIO_RANGE))
     plots = {}
     left, right, top, bottom = PAD, WIDTH - 8, 22, HEIGHT - PAD
     width = (RATIO_RANGE[1] - RATIO_RANGE[0]) / bins

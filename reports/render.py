@@ -2,20 +2,22 @@
 
 Inputs are JSON-lines records files, or run directories holding ``records/*.jsonl``.  Runs
 from several machines, devices or framework versions merge into one report; every record
-read is kept and attributed to its file, and the report states how many were read and
-rendered.  Records of another schema version are refused with a message naming the file.
+read is kept (each names its run; the summary lists the input files), and the report
+states how many were read and rendered.  Every record is validated against the record schema on reading; an invalid one,
+or one of another schema version, is refused with a message naming the file and line.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from datamodel.records import RECORD_SCHEMA_VERSION, RecordFileError, environment, read_records
+from datamodel.jsoncodec import dumps
+from datamodel.records import RECORD_SCHEMA_VERSION, RecordFileError, read_records
+from datamodel.runinfo import environment
 
 from . import plots
 from .summarize import (
@@ -56,13 +58,12 @@ def record_files(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
-def load(inputs: list[str | Path]) -> list[dict[str, Any]]:
+def load(inputs: list[str | Path]) -> list:
+    """Every record of ``inputs``, validated against the record schema (``datamodel.records``)."""
     records = []
     for path in record_files(inputs):
         try:
-            for record in read_records(path):
-                record.setdefault("source", str(path))
-                records.append(record)
+            records.extend(read_records(path))
         except RecordFileError as error:
             raise ReportInputError(str(error)) from None
     return records
@@ -140,8 +141,8 @@ def render_report(
         "inventories": inventory_table(results),
         "cross_device": cross_device(results),
         "runs": runs or [],
-        "environments": environments,
-        "framework_versions": frameworks,
+        "environments": [e.model_dump() for e in environments],
+        "framework_versions": [f.model_dump() for f in frameworks],
         "renderer_environment": environment(),
     }
     html = _environment().get_template("report.html.j2").render(
@@ -153,7 +154,7 @@ def render_report(
     )
     paths = {"html": out / "report.html", "json": out / "summary.json", "markdown": out / "summary.md"}
     paths["html"].write_text(html, encoding="utf-8")
-    paths["json"].write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    paths["json"].write_text(dumps(summary, indent=1) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown_summary(summary), encoding="utf-8")
     summary["text"] = text_summary(summary)
     summary.update({name: str(path) for name, path in paths.items()})

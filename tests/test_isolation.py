@@ -42,7 +42,7 @@ def run(tmp_path_factory):
 
 
 def _crash_records(records):
-    return [r for r in records if r.get("crash")]
+    return [r for r in records if r["kind"] == "error" and r["cause"] in ("crash", "hang")]
 
 
 def test_exit_code_says_something_was_found(run):
@@ -52,7 +52,7 @@ def test_exit_code_says_something_was_found(run):
 
 def test_honest_framework_results_are_complete(run):
     result, records, _ = run
-    honest = [r for r in records["numpy-fake"] if r.get("record_type") == "result"]
+    honest = [r for r in records["numpy-fake"] if r["kind"] not in ("environment", "framework")]
     assert honest, "no records from the honest framework"
     assert not _crash_records(records["numpy-fake"])
     assert all(r["verdict"] in ("pass", "unsupported") for r in honest)
@@ -65,16 +65,17 @@ def test_crash_is_an_error_record_for_the_running_check(run, name, signal_name):
     crashes = _crash_records(records[name])
     assert len(crashes) == 1
     crash = crashes[0]
-    assert crash["verdict"] == "error"
+    assert (crash["verdict"], crash["cause"]) == ("error", "crash")
     assert f"crashed with {signal_name}" in crash["message"]
     assert "while running conformance/suite/" in crash["message"]
     assert crash["case"]["shape"], "the case being run is kept"
+    assert crash["run_id"] == records[name][0]["run_id"], "the crash record belongs to the run that died"
     assert f"[{name}] crashed with {signal_name}" in result.stdout
 
 
 def test_records_before_a_crash_are_kept(run):
     _, records, _ = run
-    before = [r for r in records["abort-fake"] if r.get("record_type") == "result" and not r.get("crash")]
+    before = [r for r in records["abort-fake"] if r["kind"] in ("result", "count", "probe", "ledger")]
     assert before, "the checks that finished before the abort were lost"
 
 
@@ -82,6 +83,7 @@ def test_hang_is_killed_after_the_case_timeout(run):
     result, records, _ = run
     crashes = _crash_records(records["hanging-fake"])
     assert len(crashes) == 1
+    assert crashes[0]["cause"] == "hang"
     assert "hung: one check ran past 5s and was killed" in crashes[0]["message"]
     assert "[hanging-fake] hung" in result.stdout
 
@@ -89,7 +91,7 @@ def test_hang_is_killed_after_the_case_timeout(run):
 def test_harness_failure_is_an_error_record(run):
     """A suite test that fails without a finding (the adapter's own code raised) still leaves a record."""
     _, records, _ = run
-    failures = [r for r in records["broken-settings-fake"] if r.get("harness_failure")]
+    failures = [r for r in records["broken-settings-fake"] if r["kind"] == "error" and r["cause"] == "harness"]
     assert failures, "a failed suite test left no record"
     assert all(r["verdict"] == "error" for r in failures)
     assert any("no such convention" in r["message"] for r in failures)

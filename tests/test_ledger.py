@@ -186,3 +186,22 @@ def test_project_ledger_entry_is_documented_and_reproducible(entry):
         spec = entry.evidence["inventory"]
         assert len(spec["shape"]) >= 2
         assert -len(spec["shape"]) <= spec["channel_axis"] < len(spec["shape"])
+
+
+def test_entry_explains_a_record_model_by_its_fields():
+    """Ledger conditions name fields of the typed records (``datamodel.records``), nested ones dotted."""
+    from conformance.judging.compare import Comparison
+    from datamodel.case import Case, Generator
+    from datamodel.records import Conditioning, result_record
+
+    case = Case(shape=(4, 3), channel_axis=1, dtype="float32", x=Generator())
+    record = result_record(
+        run_id="r", prop="numerics", framework="flax", framework_version="0.8", case=case,
+        comparison=Comparison("y_train", "discrepancy", ratio=float("inf")),
+        conditioning=Conditioning(offset_ratio=25.0, constant_channels=0, one_value_per_channel=False,
+                                  worst_channel_offset_ratio=float("inf")),
+    )  # fmt: skip
+    assert _entry(framework=["flax"], where={"conditioning.worst_channel_offset_ratio": {"min": 10}}).explains(record)
+    assert not _entry(where={"conditioning.offset_ratio": {"max": 20}}).explains(record)
+    assert _entry(where={"ratio": {"min": 1e300}, "layout": "channels_first"}).explains(record)
+    assert Ledger([_entry(quantity=["y_train"])]).explain(record) is not None

@@ -20,7 +20,7 @@ def test_summary_counts_every_record(run_dir, tmp_path):
     summary = render_report([run_dir], tmp_path / "out")
     records = (run_dir / "records" / "fakes.jsonl").read_text().splitlines()
     assert summary["records_read"] == len(records)
-    results = [json.loads(line) for line in records if json.loads(line).get("record_type") == "result"]
+    results = [json.loads(line) for line in records if json.loads(line)["kind"] not in ("environment", "framework")]
     assert summary["records_rendered"] == len(results)
     t = summary["totals"]
     assert t["pass"] + t["discrepancy"] + t["error"] + t["unsupported"] == len(results)
@@ -28,6 +28,50 @@ def test_summary_counts_every_record(run_dir, tmp_path):
     assert summary["framework_totals"]["numpy-fake"]["discrepancy"] == 0
     assert summary["framework_totals"]["numpy-fake:no_eps"]["discrepancy"] > 0
     assert summary["framework_totals"]["hostile-fake"]["error"] > 0
+
+
+def test_every_kind_of_record_reaches_its_table(run_dir, tmp_path):
+    """Counts fill the parameter table, probes the conventions table, ledger replays the ledger
+    status; only ``result`` records enter the tolerance table and the plots."""
+    summary = render_report([run_dir], tmp_path / "out")
+    (inventory,) = summary["inventories"]
+    assert (inventory["framework"], inventory["shape"], inventory["differences"]) == ("numpy-fake", [6, 3, 4], [])
+    assert inventory["canonical"] == {"trainable": 6, "running_statistics": 6, "total": 12}
+    (conventions,) = summary["conventions"]
+    assert conventions["probes"] == {"eps_placement": {"declared": "inside", "probed": "inside", "verdict": "pass"}}
+    assert conventions["declared"]["ε placement"] == "inside"
+    assert [row["id"] for row in summary["ledger"]["reproduced"]] == ["fake-entry"]
+    tolerance_quantities = {row["quantity"] for row in summary["worst"]}
+    assert "y_train" in tolerance_quantities
+    assert not tolerance_quantities & {"total_count", "eps_placement", "fake-entry", "*"}
+
+
+def test_summary_json_is_strict_json(run_dir, tmp_path):
+    """Infinite ratios (a NaN where the reference has a number) are written as "inf", not Infinity."""
+    render_report([run_dir], tmp_path / "out")
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token!r} in summary.json")
+
+    json.loads((tmp_path / "out" / "summary.json").read_text(), parse_constant=refuse)
+
+
+def test_an_error_without_a_case_renders(run_dir, tmp_path):
+    render_report([run_dir], tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "No case file: the check that was running is not known." in html
+
+
+def test_an_invalid_record_is_refused_with_file_and_line(tmp_path):
+    run = write_run(tmp_path / "run")
+    path = run / "records" / "fakes.jsonl"
+    lines = path.read_text().splitlines()
+    broken = json.loads(lines[2])
+    broken["verdict"] = "maybe"
+    lines[2] = json.dumps(broken)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ReportInputError, match=r"fakes.jsonl:3: invalid \w+ record: field 'verdict'"):
+        render_report([run], tmp_path / "out")
 
 
 def test_outputs_are_written_and_versioned(run_dir, tmp_path):

@@ -16,10 +16,15 @@ as a failure too, so a run notices when a framework fixes or regresses something
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
+
+from datamodel.jsoncodec import as_number
 
 LEDGER_DIR = Path(__file__).parent.parent / "data" / "ledger"
 _MATCH_KEYS = {"framework", "property", "quantity", "verdict", "where"}
@@ -43,8 +48,11 @@ class Entry:
         case = self.evidence.get("case_file")
         return LEDGER_DIR / case if case else None
 
-    def explains(self, record: dict[str, Any]) -> bool:
-        """Whether this entry covers a finding (a result record)."""
+    def explains(self, record: BaseModel | Mapping[str, Any]) -> bool:
+        """Whether this entry covers a finding: a check record (``datamodel.records``), or a
+        mapping of its fields.  ``where`` paths name record fields, dotted into nested ones."""
+        if isinstance(record, BaseModel):
+            record = record.model_dump()
         for key in ("framework", "property", "quantity", "verdict"):
             allowed = self.match.get(key)
             if allowed is not None and record.get(key) not in allowed:
@@ -52,10 +60,10 @@ class Entry:
         return all(_satisfies(_lookup(record, path), condition) for path, condition in self.match.get("where", {}).items())
 
 
-def _lookup(record: dict[str, Any], path: str) -> Any:
+def _lookup(record: Mapping[str, Any], path: str) -> Any:
     value: Any = record
     for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if not isinstance(value, Mapping) or part not in value:
             return None
         value = value[part]
     return value
@@ -65,8 +73,8 @@ def _satisfies(value: Any, condition: Any) -> bool:
     if isinstance(condition, dict) and "contains" in condition:
         return isinstance(value, str) and condition["contains"] in value
     if isinstance(condition, dict):
-        number = {"inf": float("inf"), "-inf": float("-inf")}.get(value, value) if isinstance(value, str) else value
-        if not isinstance(number, (int, float)) or isinstance(number, bool) or number != number:
+        number = as_number(value)  # "inf" is how a record file writes an infinite float
+        if number is None or number != number:
             return False  # missing, NaN or not a number: no bound holds
         if "min" in condition and not number >= condition["min"]:
             return False
@@ -108,7 +116,10 @@ def _entry(raw: Any, source: str, index: int) -> Entry:
 class Ledger:
     entries: list[Entry] = field(default_factory=list)
 
-    def explain(self, record: dict[str, Any]) -> Entry | None:
+    def explain(self, record: BaseModel | Mapping[str, Any]) -> Entry | None:
+        """The first entry that explains ``record`` (order decides between overlapping entries)."""
+        if isinstance(record, BaseModel):
+            record = record.model_dump()
         return next((entry for entry in self.entries if entry.explains(record)), None)
 
     def for_framework(self, spec: str) -> list[Entry]:

@@ -7,11 +7,11 @@ error), 2 bad usage or bad input, with a message naming the problem and no trace
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
 from conformance.generation.profiles import DEFAULT_PROFILE, PROFILES
+from datamodel import jsoncodec
 
 from .exitcodes import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from .run import DEFAULT_CASE_TIMEOUT
@@ -103,7 +103,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         info = explain(adapter, args.input_shape, args.layout)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render_text(info))
+    print(jsoncodec.dumps(info, indent=2, ensure_ascii=False) if args.json else render_text(info))
     return EXIT_OK
 
 
@@ -122,7 +122,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _check_frameworks(frameworks)
     rows = replay(case, frameworks)
     if args.json:
-        print(json.dumps({"case": args.case, "results": [row.to_dict() for row in rows]}, indent=2, default=str))
+        print(jsoncodec.dumps({"case": args.case, "results": [row.to_dict() for row in rows]}, indent=2))
     else:
         print(render_table(rows))
     return exit_code(rows)

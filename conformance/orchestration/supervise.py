@@ -1,7 +1,8 @@
 """Supervising one framework's suite process: progress, per-case timeout, crash records.
 
 Each framework runs ``pytest`` in a process of its own.  The child announces the check it
-is running in ``<records>.inflight.json`` (see ``ConformanceSession.mark_inflight``).  The
+is running in ``<records>.inflight.json`` (``datamodel.inflight``, written by
+``conformance.plugin.inflight``).  The
 supervisor here forwards progress, kills the child when one check runs longer than the
 per-case timeout, and when the child dies (a signal such as SIGSEGV or SIGABRT, the OOM
 killer's SIGKILL, or a timeout) writes an ``error`` record for the check it was running.
@@ -10,7 +11,6 @@ Records written before stay: they were flushed line by line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodel.casefile import CaseFileError, parse_case
+from datamodel.inflight import Inflight, inflight_path, read_inflight
 from datamodel.records import RecordWriter, error_record
 
 _PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
@@ -63,7 +64,7 @@ def supervise(
     echo=print,
 ) -> Outcome:  # fmt: skip
     """Run ``command`` (a suite process writing ``results``), enforcing the per-case timeout."""
-    inflight = results.with_suffix(".inflight.json")
+    inflight = inflight_path(results)
     inflight.unlink(missing_ok=True)
     started = time.monotonic()
     timed_out = False
@@ -73,8 +74,8 @@ def supervise(
         thread = threading.Thread(target=_reader, args=(process.stdout, log, label, echo), daemon=True)
         thread.start()
         while process.poll() is None:
-            state = _read(inflight)
-            if state.get("started") and time.time() - state["started"] > case_timeout:
+            state = read_inflight(inflight)
+            if state is not None and state.started and time.time() - state.started > case_timeout:
                 timed_out = True
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
@@ -87,31 +88,24 @@ def supervise(
     crashed = timed_out or code < 0 or code not in PYTEST_OUTCOMES
     result = Outcome(code, outcome, round(seconds, 1), timed_out, outcome if crashed else None)
     if crashed:
-        record_crash(results, inflight, label, outcome)
+        record_crash(results, inflight, label, outcome, cause="hang" if timed_out else "crash")
     inflight.unlink(missing_ok=True)
     return result
 
 
-def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def record_crash(results: Path, inflight: Path, label: str, outcome: str) -> None:
+def record_crash(results: Path, inflight: Path, label: str, outcome: str, cause: str = "crash") -> None:
     """An ``error`` record for the check the dead process was running (or for the process)."""
-    state = _read(inflight)
+    state = read_inflight(inflight) or Inflight(pid=0)  # no marker: nothing is known of the running check
     case = None
-    if state.get("case"):
+    if state.case:
         try:
-            case = parse_case(state["case"])
+            case = parse_case(state.case)
         except CaseFileError:
             case = None
-    running = state.get("test") or "no check in flight (between checks, or before the first)"
+    running = state.test or "no check in flight (between checks, or before the first)"
     message = f"the {label} process {outcome} while running {running}"
-    record = error_record(prop=state.get("property") or "process", framework=state.get("framework") or label,
-                          message=message, case=case, extra={"crash": True, "test": state.get("test")})  # fmt: skip
+    record = error_record(run_id=state.run_id, prop=state.property or "process", framework=state.framework or label,
+                          message=message, cause=cause, case=case, test=state.test)  # fmt: skip
     if results.exists() and results.stat().st_size:
         with results.open("rb+") as existing:  # a torn last line must not swallow this record
             existing.seek(-1, 2)

@@ -1,22 +1,19 @@
 """The conformance session: runs checks, writes their records, decides what fails.
 
 One ``ConformanceSession`` lives for a pytest run (created by ``conformance.plugin.hooks``).
-Property tests call ``session.check(...)`` (or ``session.record(...)`` for checks that are
-not a case run, such as parameter inventories).  The session writes one record per
-quantity at once (to the JSON-lines file when one was given), saves the case file of every
-finding so it replays with one command, marks findings the ledger explains as known, and
-raises ``ConformanceFailure`` for the rest.  When a hypothesis test fails, the last finding
-it recorded is its minimal counterexample (hypothesis replays the shrunk example last);
-``record_counterexample`` writes it once more, marked minimal, with the reproduction blob.
+Property tests call ``session.check(...)``, or ``record(...)`` for comparisons they made
+themselves, and ``record_counts``, ``record_probe`` and ``record_ledger`` for checks that
+are not toleranced numbers.  Each call writes one typed record per thing checked
+(``datamodel.records``) and then, for the findings among them: saves the case file so it
+replays with one command (``casefiles``), marks those the ledger explains as known
+(``findings``), remembers the last unexpected one as the test's candidate minimal
+counterexample (``counterexamples``), and raises ``ConformanceFailure`` for the unexpected
+ones.  The session itself only composes these parts.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import os
-import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,23 +21,33 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Adapter
-from conformance.judging.check import CheckResult, check_case
-from conformance.judging.compare import DISCREPANCY, ERROR, Comparison
+from conformance.judging.check import check_case
+from conformance.judging.compare import Comparison
+from conformance.judging.conditioning import at_worst, conditioning
 from conformance.judging.ledger import Ledger, default_ledger
 from datamodel.case import Case, CaseData
-from datamodel.casefile import case_to_json, dump_case
+from datamodel.casefile import case_to_json
+from datamodel.jsoncodec import dumps
 from datamodel.quantities import PHASES
 from datamodel.records import (
-    RecordWriter,
-    environment_record,
+    CheckRecord,
+    ErrorRecord,
+    Inventory,
+    ResultRecord,
+    count_record,
     error_record,
-    framework_record,
-    make_record,
-    new_run_id,
-    replay_command,
+    ledger_record,
+    probe_record,
+    result_record,
 )
 
-FINDING_VERDICTS = (DISCREPANCY, ERROR)
+from .casefiles import CaseStore, cases_dir
+from .counterexamples import Counterexamples
+from .findings import Triage
+from .inflight import InflightMarker
+from .recorder import Recorder
+
+__all__ = ["CheckOutcome", "ConformanceFailure", "ConformanceSession", "Count", "Unsupported"]
 
 
 class ConformanceFailure(AssertionError):
@@ -51,97 +58,47 @@ class Unsupported(Exception):
     """The adapter cannot run this case (the reason is the message)."""
 
 
-def case_id(case: Case) -> str:
-    """A short stable id of a case, from its case-file content."""
-    return hashlib.sha256(json.dumps(case_to_json(case), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def conditioning(case: Case, data: CaseData) -> dict[str, Any]:
-    """How hard the case's first batch is, in the terms of the tolerance model.
-
-    ``offset_ratio``: the largest per-channel |mean|/std (∞ for a constant channel away from 0);
-    ``constant_channels``: channels with no spread; ``one_value_per_channel``: N = 1;
-    ``min_var_over_eps``: the smallest
-    per-channel variance relative to ε (``None`` when ε is the framework's default).
-    """
-    x = data.batches[0]
-    axes = case.layout.reduced_axes
-    with np.errstate(all="ignore"):
-        mean = np.mean(x, axis=axes)
-        std = np.std(x, axis=axes)
-        # A constant channel away from zero is the limit of a large mean against a small
-        # spread: its ratio is infinite (and 0 for a constant zero channel).
-        offset = np.where(std > 0, np.abs(mean) / std, np.where(mean != 0, np.inf, 0.0))
-    known = offset[~np.isnan(offset)]
-    variances = (std**2)[np.isfinite(std)]
-    return {
-        "offset_ratio": float(known.max()) if known.size else 0.0,
-        "constant_channels": int(np.count_nonzero(std == 0)),
-        "one_value_per_channel": case.layout.count(case.shape) == 1,
-        "min_var_over_eps": float(variances.min() / case.eps) if case.eps and variances.size else None,
-        "class": case.extra.get("conditioning"),
-    }
-
-
-#: Quantities indexed (step, channel) or (channel,) rather than like the input.
-_PER_CHANNEL_INDEX = {"running_mean": 1, "running_var": 1, "dgamma": 0, "dbeta": 0}
-
-
-def worst_channel_offset(case: Case, data: CaseData, comparison: Comparison) -> float | None:
-    """|mean|/std of the channel that holds a comparison's worst element (∞ for a constant one)."""
-    if comparison.worst_index is None:
-        return None
-    quantity = comparison.quantity.split("@")[0]
-    position = _PER_CHANNEL_INDEX.get(quantity)
-    if position is None:
-        position = case.layout.axis + (1 if quantity == "y_train" else 0)
-    if position >= len(comparison.worst_index):
-        return None
-    channel = comparison.worst_index[position]
-    x = np.moveaxis(data.batches[0], case.layout.axis, 0)[channel]
-    with np.errstate(all="ignore"):
-        mean, std = float(np.mean(x)), float(np.std(x))
-    if std > 0:
-        return abs(mean) / std
-    return float("inf") if mean != 0 else 0.0
-
-
 @dataclass
 class CheckOutcome:
-    """What ``ConformanceSession.check`` found; ``worst_unexplained_ratio`` steers hypothesis."""
+    """What one call recorded; ``worst_unexplained_ratio`` steers hypothesis."""
 
-    result: CheckResult
-    records: list[dict[str, Any]]
-    unexpected: list[dict[str, Any]]
+    records: list[CheckRecord]
+    unexpected: list[CheckRecord]
     worst_unexplained_ratio: float
+
+
+@dataclass(frozen=True)
+class Count:
+    """One inventory count to record: what the framework reports against the canonical figure."""
+
+    quantity: str
+    observed: int
+    canonical: int
+    message: str | None = None  # None: the standard "reports X, the canonical count is Y"
 
 
 @dataclass(eq=False)
 class ConformanceSession:
     results_path: Path | None = None
     ledger: Ledger = field(default_factory=default_ledger)
-    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
     current_test: str | None = None
-    last_finding: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     run_details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._writer = RecordWriter(self.results_path) if self.results_path else None
-        self.cases_dir = self._cases_dir(self.results_path)
-        self.run_id = new_run_id()
-        self.inflight_path = self.results_path.with_suffix(".inflight.json") if self.results_path else None
-        self._frameworks_seen: set[str] = set()
-        self._snippets_written: set[tuple] = set()
-        self._adapters: dict[str, Adapter] = {}
-        self.write(environment_record(self.run_id, **self.run_details))
+        self.recorder = Recorder(self.results_path, self.run_details)
+        self.cases = CaseStore(cases_dir(self.results_path))
+        self.triage = Triage(self.ledger)
+        self.counterexamples = Counterexamples()
+        self.inflight = InflightMarker(self.results_path, self.run_id)
 
-    @staticmethod
-    def _cases_dir(results: Path | None) -> Path | None:
-        """OUT/cases for OUT/records/NAME.jsonl (as ``bnconf run`` writes), else beside the file."""
-        if results is None:
-            return None
-        parent = results.parent
-        return (parent.parent if parent.name == "records" else parent) / "cases"
+    @property
+    def run_id(self) -> str:
+        return self.recorder.run_id
+
+    @property
+    def records(self) -> list:
+        """Every record written in this session, in order."""
+        return self.recorder.records
 
     def __repr__(self) -> str:
         # Short on purpose: hypothesis prints test arguments, and records grow large.
@@ -151,74 +108,9 @@ class ConformanceSession:
         printer.text(repr(self))
 
     def close(self) -> None:
-        if self._writer:
-            self._writer.close()
+        self.recorder.close()
 
-    def write(self, record: dict[str, Any]) -> None:
-        record.setdefault("run_id", self.run_id)
-        if self.current_test and record.get("record_type") == "result":
-            record.setdefault("test", self.current_test)
-        self.records.append(record)
-        if self._writer:
-            self._writer.write(record)
-
-    def save_case(self, case: Case, framework: str) -> tuple[str | None, str]:
-        """Write a finding's case file (when results go to disk); return its path and replay command."""
-        case = case.with_(frameworks=(framework,))
-        name = f"{framework.replace(':', '-')}-{case_id(case)}.json"
-        if self.cases_dir is None:
-            return None, replay_command(name, framework, case.device)
-        self.cases_dir.mkdir(parents=True, exist_ok=True)
-        path = self.cases_dir / name
-        dump_case(case, path)
-        return str(path), replay_command(path, framework, case.device)
-
-    def record(
-        self, adapter: Adapter, case: Case, prop: str, comparisons: list[Comparison], extra: dict[str, Any] | None = None,
-        data: CaseData | None = None,
-    ) -> CheckOutcome:  # fmt: skip
-        """Record comparisons made by a property; fail on findings the ledger does not explain."""
-        data = case.materialize() if data is None else data
-        if self.current_test:  # a finding belongs to the example that made it, not an earlier one
-            self.last_finding.pop(self.current_test, None)
-        version = adapter.version()
-        if adapter.label not in self._frameworks_seen:
-            self._frameworks_seen.add(adapter.label)
-            self.write(framework_record(self.run_id, adapter.label, version, adapter.device_info()))
-        hard = conditioning(case, data)
-        findings = [c for c in comparisons if c.verdict in FINDING_VERDICTS]
-        case_file, command = self.save_case(case, adapter.label) if findings else (None, None)
-        records, unexpected, worst = [], [], 0.0
-        for comparison in comparisons:
-            at_worst = worst_channel_offset(case, data, comparison)
-            details = {"conditioning": {**hard, "worst_channel_offset_ratio": at_worst}, **(extra or {})}
-            record = make_record(prop=prop, framework=adapter.label, framework_version=version, case=case,
-                                 comparison=comparison, extra=details)  # fmt: skip
-            if comparison.verdict in FINDING_VERDICTS:
-                record.update(case_file=case_file, replay=command)
-                entry = self.ledger.explain(record)
-                record["known"] = entry.id if entry else None
-                if entry is None:
-                    unexpected.append(record)
-                kind = (adapter.label, prop, comparison.quantity, record["known"])
-                if kind not in self._snippets_written:  # one reproduction snippet per kind of finding
-                    self._snippets_written.add(kind)
-                    record["snippet"] = adapter.snippet(case)
-                if self.current_test and entry is None:  # the shrunk example's unexpected finding
-                    self.last_finding[self.current_test] = record
-                    self._adapters[self.current_test] = adapter
-            if record.get("known") is None and comparison.ratio is not None and np.isfinite(comparison.ratio):
-                worst = max(worst, comparison.ratio)
-            self.write(record)
-            records.append(record)
-        outcome = CheckOutcome(CheckResult(comparisons), records, unexpected, worst)
-        if unexpected:
-            lines = [f"{adapter.label} {version} disagrees with the reference ({prop}), not explained by the ledger:"]
-            lines += [f"  [{r['verdict']}] {r['message']}" for r in unexpected]
-            lines.append(f"replay: {command}")
-            lines.append("case: " + json.dumps(case_to_json(case))[:2000])
-            raise ConformanceFailure("\n".join(lines))
-        return outcome
+    # -- running checks ------------------------------------------------------------------------
 
     def check(
         self, adapter: Adapter, case: Case, prop: str, phases: tuple[str, ...] = PHASES, extra: dict[str, Any] | None = None
@@ -244,42 +136,102 @@ class ConformanceSession:
             self.mark_inflight(None, prop, None)
 
     def mark_inflight(self, framework: str | None, prop: str, case: Case | None) -> None:
-        """Tell a supervising process which check is running (``None``: between checks).
+        """Tell a supervising process which check is running (``None``: between checks)."""
+        self.inflight.mark(self.current_test, framework, prop, case)
 
-        If the process crashes or hangs, the supervisor (``conformance.orchestration.supervise``) records an
-        error for this check from this file; everything recorded before stays.
+    # -- recording checks ----------------------------------------------------------------------
+
+    def record(
+        self, adapter: Adapter, case: Case, prop: str, comparisons: list[Comparison], extra: dict[str, Any] | None = None,
+        data: CaseData | None = None,
+    ) -> CheckOutcome:  # fmt: skip
+        """Record toleranced comparisons made by a property (``result`` records); fail on unexplained findings.
+
+        ``extra`` labels the comparison (``twin``, ``twin_of``, ``compared_with``: fields of
+        ``ResultRecord``); any other key is refused by the record's validation.
         """
-        if self.inflight_path is None:
-            return
-        state = {"test": self.current_test, "framework": framework, "property": prop, "pid": os.getpid(),
-                 "started": time.time() if case is not None or framework is not None else None,
-                 "case": case_to_json(case) if case is not None else None}  # fmt: skip
-        temporary = self.inflight_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, default=str))
-        temporary.replace(self.inflight_path)
+        data = case.materialize() if data is None else data
+        version = self.recorder.framework_version(adapter)
+        hard = conditioning(case, data)
+        records = [
+            result_record(run_id=self.run_id, prop=prop, framework=adapter.label, framework_version=version, case=case,
+                          comparison=c, conditioning=at_worst(hard, case, data, c.quantity, c.worst_index),
+                          test=self.current_test, **(extra or {}))
+            for c in comparisons
+        ]  # fmt: skip
+        return self._conclude(adapter, case, prop, version, records)
 
-    def record_counterexample(self, test: str, blob: str | None) -> dict[str, Any] | None:
+    def record_counts(self, adapter: Adapter, case: Case, counts: Sequence[Count], inventory: Inventory) -> CheckOutcome:
+        """Record parameter-inventory counts (``count`` records, property ``inventory``)."""
+        version = self.recorder.framework_version(adapter)
+        records = [
+            count_record(run_id=self.run_id, framework=adapter.label, framework_version=version, case=case,
+                         quantity=c.quantity, observed=c.observed, canonical=c.canonical, message=c.message,
+                         inventory=inventory, test=self.current_test)
+            for c in counts
+        ]  # fmt: skip
+        return self._conclude(adapter, case, "inventory", version, records)
+
+    def record_probe(
+        self, adapter: Adapter, case: Case, *, convention: str, declared: str | float, probed: str | float, agrees: bool,
+        evidence: Mapping[str, float], declared_conventions: Mapping[str, str],
+    ) -> CheckOutcome:  # fmt: skip
+        """Record one convention probe (a ``probe`` record, property ``conventions``)."""
+        version = self.recorder.framework_version(adapter)
+        record = probe_record(run_id=self.run_id, framework=adapter.label, framework_version=version, case=case,
+                              convention=convention, declared=declared, probed=probed, agrees=agrees, evidence=evidence,
+                              declared_conventions=declared_conventions, test=self.current_test)  # fmt: skip
+        return self._conclude(adapter, case, "conventions", version, [record])
+
+    def record_ledger(
+        self, adapter: Adapter, case: Case, *, entry_id: str, reproduced: bool, explained_quantities: list[str],
+        message: str = "",
+    ) -> CheckOutcome:  # fmt: skip
+        """Record whether a ledger entry's evidence still reproduces (a ``ledger`` record)."""
+        version = self.recorder.framework_version(adapter)
+        record = ledger_record(run_id=self.run_id, framework=adapter.label, framework_version=version, case=case,
+                               entry_id=entry_id, reproduced=reproduced, explained_quantities=explained_quantities,
+                               message=message, test=self.current_test)  # fmt: skip
+        return self._conclude(adapter, case, "ledger", version, [record])
+
+    def _conclude(self, adapter: Adapter, case: Case, prop: str, version: str, records: list[CheckRecord]) -> CheckOutcome:
+        """Write ``records``; save, classify and remember their findings; fail on the unexpected ones."""
+        self.counterexamples.forget(self.current_test)
+        saved = self.cases.save(case, adapter.label) if any(r.is_finding for r in records) else None
+        written, unexpected, worst = [], [], 0.0
+        for record in records:
+            if record.is_finding:
+                assert saved is not None
+                record = self.triage.classify(record, adapter, case, *saved)
+                if record.known is None:
+                    unexpected.append(record)
+                    self.counterexamples.remember(self.current_test, record, adapter)
+            numeric = isinstance(record, ResultRecord) and record.ratio is not None and np.isfinite(record.ratio)
+            if numeric and record.known is None:  # hypothesis steers toward new trouble, not known trouble
+                worst = max(worst, record.ratio)
+            self.recorder.write(record)
+            written.append(record)
+        if unexpected:
+            lines = [f"{adapter.label} {version} disagrees with the reference ({prop}), not explained by the ledger:"]
+            lines += [f"  [{r.verdict}] {r.message}" for r in unexpected]
+            lines.append(f"replay: {saved[1] if saved else None}")
+            lines.append("case: " + dumps(case_to_json(case))[:2000])
+            raise ConformanceFailure("\n".join(lines))
+        return CheckOutcome(written, unexpected, worst)
+
+    # -- failures outside a check --------------------------------------------------------------
+
+    def record_counterexample(self, test: str, blob: str | None) -> CheckRecord | None:
         """Re-write the failing test's last unexpected finding, marked as its minimal counterexample."""
-        finding = self.last_finding.pop(test, None)
-        if finding is None:
-            return None
-        record = copy.deepcopy(finding)
-        record.update(minimal=True, hypothesis_blob=blob)
-        adapter = self._adapters.get(test)
-        if adapter is not None and "snippet" not in record:
-            from datamodel.casefile import parse_case
-
-            try:
-                record["snippet"] = adapter.snippet(parse_case(record["case"]))
-            except Exception as error:  # a report hook must never take the test run down
-                record["snippet_error"] = f"{type(error).__name__}: {error}"
-        self.write(record)
+        record = self.counterexamples.minimal(test, blob)
+        if record is not None:
+            self.recorder.write(record)
         return record
 
-    def record_harness_failure(self, test: str, framework: str | None, message: str) -> dict[str, Any]:
+    def record_harness_failure(self, test: str, framework: str | None, message: str) -> ErrorRecord:
         """An ``error`` record for a suite test that failed without recording a finding
         (the harness itself raised): nothing may fail silently."""
-        record = error_record(prop="harness", framework=framework or "unknown", message=message,
-                              extra={"harness_failure": True, "test": test})  # fmt: skip
-        self.write(record)
+        record = error_record(run_id=self.run_id, prop="harness", framework=framework or "unknown", message=message,
+                              cause="harness", test=test)  # fmt: skip
+        self.recorder.write(record)
         return record

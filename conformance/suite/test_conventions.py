@@ -10,8 +10,8 @@ numbers, and picks the one the framework's output is closest to:
 * ε default: variance ≈ 1e-6, so y reveals √(σ² + ε) and hence ε;
 * momentum default: one step from a zero running mean with the framework's default.
 
-Each probe writes a record with ``declared`` and ``probed`` values; a mismatch is a
-discrepancy.
+Each probe writes a ``probe`` record with the ``declared`` and ``probed`` values and the
+observed numbers it decided from; a mismatch is a discrepancy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import math
 import numpy as np
 import pytest
 
-from conformance.judging.compare import DISCREPANCY, PASS, Comparison
 from datamodel.case import Case
 
 
@@ -51,27 +50,29 @@ def _closest(observed: float, candidates: dict[str, float]) -> str:
     return min(candidates, key=lambda name: abs(observed - candidates[name]))
 
 
-def _probe_record(conformance, adapter, case, convention: str, declared, probed, evidence: dict) -> None:
-    same = declared == probed if not isinstance(declared, float) else math.isclose(declared, probed, rel_tol=0.02)
-    comparison = Comparison(
-        convention, PASS if same else DISCREPANCY, total=1, mismatched=int(not same), ratio=0.0 if same else float("inf"),
-        message="" if same else f"{convention}: declared {declared!r}, but the framework behaves as {probed!r}",
-    )  # fmt: skip
-    probe = {"convention": convention, "declared": declared, "probed": probed, **evidence}
-    declared_all = adapter.conventions
-    table = {
-        "momentum": f"{declared_all.momentum_name} = {declared_all.momentum_default:g} "
-                    f"({'weights the new batch' if declared_all.momentum_form == 'new_weight' else 'weights the old statistic'})",
-        "canonical decay": f"{declared_all.default_decay:g} (d = {'1 − momentum' if declared_all.momentum_form == 'new_weight' else 'momentum'})",
-        "ε default": f"{declared_all.eps_default:g}",
-        "ε placement": declared_all.reference.eps_placement,
-        "running-variance estimator": declared_all.reference.running_variance,
-        "normalization variance": declared_all.normalization_variance,
-        "variance algorithm": declared_all.variance_algorithm,
-        "running average": declared_all.reference.averaging if declared_all.reference.tracks_running_stats else "none kept",
-        "default channel axis": str(declared_all.default_channel_axis),
+def declared_conventions(adapter) -> dict[str, str]:
+    """Every convention the adapter declares, as the report's conventions table shows it."""
+    declared = adapter.conventions
+    new_weight = declared.momentum_form == "new_weight"
+    return {
+        "momentum": f"{declared.momentum_name} = {declared.momentum_default:g} "
+                    f"({'weights the new batch' if new_weight else 'weights the old statistic'})",
+        "canonical decay": f"{declared.default_decay:g} (d = {'1 − momentum' if new_weight else 'momentum'})",
+        "ε default": f"{declared.eps_default:g}",
+        "ε placement": declared.reference.eps_placement,
+        "running-variance estimator": declared.reference.running_variance,
+        "normalization variance": declared.normalization_variance,
+        "variance algorithm": declared.variance_algorithm,
+        "running average": declared.reference.averaging if declared.reference.tracks_running_stats else "none kept",
+        "default channel axis": str(declared.default_channel_axis),
     }  # fmt: skip
-    conformance.record(adapter, case, "conventions", [comparison], {"probe": probe, "declared_conventions": table})
+
+
+def _probe_record(conformance, adapter, case, convention: str, declared, probed, evidence: dict[str, float]) -> None:
+    """A ``probe`` record: numbers agree within 2 %, names exactly."""
+    agrees = declared == probed if not isinstance(declared, float) else math.isclose(declared, probed, rel_tol=0.02)
+    conformance.record_probe(adapter, case, convention=convention, declared=declared, probed=probed, agrees=agrees,
+                             evidence=evidence, declared_conventions=declared_conventions(adapter))  # fmt: skip
 
 
 def test_momentum_direction(conformance, adapter, bnconf_device):
