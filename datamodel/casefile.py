@@ -2,6 +2,8 @@
 
 ``load_case``/``parse_case`` validate every field and raise ``CaseFileError`` naming the
 field and saying what was expected and what was seen; ``case_to_json`` is their inverse.
+A case larger than the limits of ``datamodel.limits`` is refused before anything is
+allocated.
 Non-finite numbers are written as the strings ``"nan"``, ``"inf"`` and ``"-inf"`` (JSON
 has no literal for them); both those strings and Python's ``NaN``/``Infinity`` tokens are
 read back.
@@ -19,6 +21,7 @@ import numpy as np
 from reference.dtypes import DTYPES
 
 from .case import CUMULATIVE, DEVICES, DISTRIBUTIONS, SCHEMA_VERSION, Case, Generator
+from .limits import CaseLimits, LimitSettingError
 
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 _KNOWN_FIELDS = {
@@ -57,14 +60,24 @@ def load_case(path: str | Path) -> Case:
         raise CaseFileError(
             "<file>", f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})", str(path)
         ) from None
+    except RecursionError:
+        raise CaseFileError("<file>", "JSON nested too deeply to read", str(path)) from None
     try:
         return parse_case(document)
     except CaseFileError as error:
         raise CaseFileError(error.field, error.problem, str(path)) from None
 
 
-def parse_case(document: Any) -> Case:
-    """Validate a decoded case document and build the ``Case``."""
+def parse_case(document: Any, limits: CaseLimits | None = None) -> Case:
+    """Validate a decoded case document and build the ``Case``.
+
+    ``limits`` defaults to ``CaseLimits.from_environment()``.
+    """
+    if limits is None:
+        try:
+            limits = CaseLimits.from_environment()
+        except LimitSettingError as error:
+            raise CaseFileError("<limits>", str(error)) from None
     if not isinstance(document, dict):
         raise CaseFileError("<root>", f"expected a JSON object, got {_kind(document)}")
     unknown = sorted(set(document) - _KNOWN_FIELDS)
@@ -98,6 +111,12 @@ def parse_case(document: Any) -> Case:
     steps = document.get("training_steps", 1)
     if not (_is_int(steps) and steps >= 1):
         raise CaseFileError("training_steps", f"expected a positive integer, got {steps!r}")
+    problem = limits.steps_problem(steps)
+    if problem:
+        raise CaseFileError("training_steps", problem)
+    problem = limits.size_problem(shape, steps)
+    if problem:
+        raise CaseFileError("shape", problem)
     device = document.get("device", "cpu")
     if device not in DEVICES:
         raise CaseFileError("device", f"expected one of {', '.join(DEVICES)}, got {device!r}")
@@ -211,7 +230,10 @@ def _numbers(name: str, value: Any) -> np.ndarray:
             return _NON_FINITE[item.lower()]
         raise CaseFileError(name, f"expected a number at {path}, got {item!r}")
 
-    decoded = decode(value, name)
+    try:
+        decoded = decode(value, name)
+    except RecursionError:
+        raise CaseFileError(name, "nested too deeply for an array of at most a few dimensions") from None
     try:
         return np.array(decoded, dtype=np.float64)
     except ValueError:

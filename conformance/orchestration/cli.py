@@ -89,9 +89,16 @@ def _check_frameworks(specs: list[str]) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError, get_adapter
+    from datamodel.limits import CaseLimits, LimitSettingError
 
     from .explain import explain, render_text
 
+    try:
+        problem = CaseLimits.from_environment().size_problem((2, *args.input_shape))
+    except LimitSettingError as error:
+        raise UsageError(str(error)) from None
+    if problem:  # the engines build (and some allocate) an input of this shape
+        raise UsageError(f"--input-shape: {problem}")
     try:
         adapter = get_adapter(args.framework)
     except UnknownFrameworkError as error:
@@ -110,7 +117,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from datamodel.casefile import CaseFileError, load_case
 
-    from .replay import default_frameworks, exit_code, render_table, replay
+    from .replay import default_frameworks, exit_code, render_table, replay, verdict_line
 
     try:
         case = load_case(args.case)
@@ -122,9 +129,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _check_frameworks(frameworks)
     rows = replay(case, frameworks)
     if args.json:
-        print(jsoncodec.dumps({"case": args.case, "results": [row.to_dict() for row in rows]}, indent=2))
+        print(jsoncodec.dumps({"case": args.case, "summary": verdict_line(rows), "exit_code": exit_code(rows),
+                               "results": [row.to_dict() for row in rows]}, indent=2))
     else:
         print(render_table(rows))
+        print(verdict_line(rows))
     return exit_code(rows)
 
 

@@ -14,7 +14,7 @@ from conformance.judging.check import check_case
 from conformance.judging.compare import ERROR, PASS, UNSUPPORTED, Comparison
 from datamodel.case import Case
 
-from .exitcodes import EXIT_FOUND, EXIT_OK
+from .exitcodes import EXIT_FOUND, EXIT_NOTHING_CHECKED, EXIT_OK
 from .texttable import text_table
 
 
@@ -55,8 +55,24 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
 
 
 def exit_code(rows: list[ReplayRow]) -> int:
-    """0 when every row passes (or is unsupported), 1 when any is a discrepancy or error."""
-    return EXIT_OK if all(row.comparison.verdict in (PASS, UNSUPPORTED) for row in rows) else EXIT_FOUND
+    """1 when any row is a discrepancy or error; else 3 when no row was checked (every one
+    unsupported or unavailable: nothing checked is not a pass); else 0."""
+    if any(row.comparison.verdict not in (PASS, UNSUPPORTED) for row in rows):
+        return EXIT_FOUND
+    if not any(row.comparison.verdict == PASS for row in rows):
+        return EXIT_NOTHING_CHECKED
+    return EXIT_OK
+
+
+def verdict_line(rows: list[ReplayRow]) -> str:
+    """One line that says what the replay established."""
+    checked = sum(row.comparison.verdict != UNSUPPORTED for row in rows)
+    found = sum(row.comparison.verdict not in (PASS, UNSUPPORTED) for row in rows)
+    if not checked:
+        return "nothing was checked: every framework was unavailable or could not run this case"
+    unsupported = len(rows) - checked
+    tail = f"; {unsupported} unsupported" if unsupported else ""
+    return f"{checked} checked: {checked - found} passed, {found} found{tail}"
 
 
 def _number(value: float | None) -> str:
