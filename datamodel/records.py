@@ -10,9 +10,11 @@ record written before it died.  Each line is one of the models below, told apart
 * ``count``: a parameter-inventory count, observed against the canonical one;
 * ``probe``: a convention measured on the framework, against what its adapter declares;
 * ``ledger``: a ledger entry's evidence replayed, and whether it still reproduces;
-* ``error``: a crash, a hang or a harness failure (its ``case`` is ``null`` when unknown).
+* ``error``: a crash, a hang or a harness failure (its ``case`` is ``null`` when unknown);
+* ``run_end``: the last record of a suite process that finished (how it ended); a run whose
+  records lack it was cut short (killed, crashed, hung), and its report says it is partial.
 
-Every check record (all but the first two) says what was run (the case file, the framework
+Every check record (all but ``environment``, ``framework`` and ``run_end``) says what was run (the case file, the framework
 and its version, the device), what was found (``quantity``: what was checked; ``verdict``;
 ``message``), and how to reproduce it (a replay command; the hypothesis blob when the suite
 found the case).  Non-finite numbers are written as text (``datamodel.jsoncodec``).
@@ -222,14 +224,28 @@ class ErrorRecord(_Check):
     device: str = "unknown"
 
 
+class RunEndRecord(_Record):
+    """The completion marker: the last record of a suite process that reached the end of its run.
+
+    A process that is killed (a crash, a hang, the OOM killer) never writes it, so records
+    without one are a partial run; one that was interrupted (Ctrl-C) writes it with
+    ``interrupted`` set.  ``exit_status`` and ``outcome`` are pytest's (``pytest.ExitCode``).
+    """
+
+    kind: Literal["run_end"] = "run_end"
+    exit_status: int
+    outcome: str
+    interrupted: bool = False
+    checks: int = 0  # check records the process wrote
+
+
 CheckRecord = ResultRecord | CountRecord | ProbeRecord | LedgerRecord | ErrorRecord
-RECORD_MODELS = (EnvironmentRecord, FrameworkRecord, ResultRecord, CountRecord, ProbeRecord, LedgerRecord, ErrorRecord)
+RECORD_MODELS = (EnvironmentRecord, FrameworkRecord, ResultRecord, CountRecord, ProbeRecord, LedgerRecord, ErrorRecord,
+                 RunEndRecord)  # fmt: skip
 #: Every record kind, in the order of the models above.
 KINDS = tuple(model.model_fields["kind"].default for model in RECORD_MODELS)
-Record = Annotated[
-    EnvironmentRecord | FrameworkRecord | ResultRecord | CountRecord | ProbeRecord | LedgerRecord | ErrorRecord,
-    Field(discriminator="kind"),
-]
+AnyRecord = EnvironmentRecord | FrameworkRecord | CheckRecord | RunEndRecord
+Record = Annotated[AnyRecord, Field(discriminator="kind")]
 RECORD = TypeAdapter(Record)
 
 
@@ -277,10 +293,16 @@ def count_record(
 def probe_record(
     *, run_id: str | None, framework: str, framework_version: str, case: Case, convention: str, declared: str | float,
     probed: str | float, agrees: bool, evidence: Mapping[str, float], declared_conventions: Mapping[str, str],
-    **fields: Any,
+    message: str | None = None, **fields: Any,
 ) -> ProbeRecord:  # fmt: skip
-    """A ``probe`` record of the ``conventions`` property: a discrepancy unless ``agrees``."""
-    message = "" if agrees else f"{convention}: declared {declared!r}, but the framework behaves as {probed!r}"
+    """A ``probe`` record of the ``conventions`` property: a discrepancy unless ``agrees``.
+
+    ``message`` (for a discrepancy) replaces the standard "declared X, but behaves as Y".
+    """
+    if agrees:
+        message = ""
+    elif message is None:
+        message = f"{convention}: declared {declared!r}, but the framework behaves as {probed!r}"
     return ProbeRecord(run_id=run_id, property="conventions", quantity=convention, verdict=PASS if agrees else DISCREPANCY,
                        message=message, framework=framework, framework_version=framework_version, **case_fields(case),
                        declared=declared, probed=probed, evidence=dict(evidence),
@@ -305,6 +327,11 @@ def error_record(
     process, a harness exception).  Without the case that was running, ``case`` is ``None``."""
     return ErrorRecord(run_id=run_id, property=prop, framework=framework, framework_version=framework_version,
                        message=message, cause=cause, test=test, **case_fields(case))  # fmt: skip
+
+
+def run_end_record(run_id: str, *, exit_status: int, outcome: str, interrupted: bool, checks: int) -> RunEndRecord:
+    """The completion marker a suite process writes when its run ends (see ``RunEndRecord``)."""
+    return RunEndRecord(run_id=run_id, exit_status=exit_status, outcome=outcome, interrupted=interrupted, checks=checks)
 
 
 def environment_record(run_id: str, **details: Any) -> EnvironmentRecord:
@@ -349,13 +376,13 @@ class RecordFileError(ValueError):
     """A results file that cannot be read; the message names the file and line."""
 
 
-def parse_record(document: Any) -> EnvironmentRecord | FrameworkRecord | CheckRecord:
+def parse_record(document: Any) -> AnyRecord:
     """One line's JSON document as its record model; ``ValueError`` with a one-line reason."""
     if not isinstance(document, dict) or "schema_version" not in document:
         raise ValueError("not a result record (no schema_version)")
     if document["schema_version"] != RECORD_SCHEMA_VERSION or isinstance(document["schema_version"], bool):
         raise ValueError(
-            f"record schema version {document['schema_version']!r} is not supported "
+            f"record schema version {_shown(document['schema_version'])} is not supported "
             f"(this bnconf reads version {RECORD_SCHEMA_VERSION})"
         )
     try:
@@ -364,39 +391,73 @@ def parse_record(document: Any) -> EnvironmentRecord | FrameworkRecord | CheckRe
         raise ValueError(_one_line(document, error)) from None
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: a hostile file's values can be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _one_line(document: dict, error: ValidationError) -> str:
     problems = error.errors(include_url=False)
     first = problems[0]
     # The discriminator is the first element of a location; the field path follows it.
     location = ".".join(str(part) for part in first["loc"][1:]) or "kind"
     if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        return f"invalid record kind {document.get('kind')!r} (expected one of: {', '.join(KINDS)})"
-    seen = f", saw {first['input']!r}"[:120] if first["type"] != "missing" else ""
+        return f"invalid record kind {_shown(document.get('kind'))} (expected one of: {', '.join(KINDS)})"
+    seen = f", saw {_shown(first['input'], 110)}" if first["type"] != "missing" else ""
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
     return f"invalid {document.get('kind')} record: field {location!r}: {first['msg']}{seen}{more}"
 
 
-def read_records(path: str | Path) -> list[EnvironmentRecord | FrameworkRecord | CheckRecord]:
-    """Every record of a JSON-lines results file, validated; a torn last line (a killed run) is skipped."""
+def _single_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _json_line(line: bytes) -> Any:
+    """One line's JSON document; ``ValueError`` with a one-line reason for anything else."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text (byte {error.start + 1} of the line)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not a JSON record ({error.msg})") from None
+    except RecursionError:
+        raise ValueError("not a result record (JSON nested too deeply)") from None
+    except ValueError as error:  # e.g. an integer with more digits than Python converts
+        raise ValueError(f"not a JSON record ({_single_line(error)[:200]})") from None
+
+
+def read_records(path: str | Path) -> list[AnyRecord]:
+    """Every record of a JSON-lines results file, validated; a torn last line (a killed run) is skipped.
+
+    Anything wrong with the file is a ``RecordFileError`` with a one-line message naming the
+    file and line.  Lines end at ``\n`` only: JSON text may hold other line separators.
+    """
     path = Path(path)
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        content = path.read_bytes()
     except OSError as error:
-        raise RecordFileError(f"{path}: cannot read results: {error.strerror or error}") from None
+        raise RecordFileError(_single_line(f"{path}: cannot read results: {error.strerror or error}")) from None
+    lines = content.split(b"\n")
+    last = max((number for number, line in enumerate(lines, 1) if line.strip()), default=0)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            document = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines):  # the run was killed while writing its last line
+            document = _json_line(line)
+        except ValueError as error:
+            if number == last and not content.endswith(b"\n"):  # the run was killed while writing its last line
                 break
-            raise RecordFileError(f"{path}:{number}: not a JSON record ({error.msg})") from None
+            raise RecordFileError(_single_line(f"{path}:{number}: {error}")) from None
         try:
             records.append(parse_record(document))
         except ValueError as error:
-            raise RecordFileError(f"{path}:{number}: {error}") from None
+            raise RecordFileError(_single_line(f"{path}:{number}: {error}")) from None
+        except RecursionError:
+            raise RecordFileError(f"{path}:{number}: not a result record (nested too deeply)") from None
     return records
 
 

@@ -3,7 +3,9 @@
 Inputs are JSON-lines records files, or run directories holding ``records/*.jsonl``.  Runs
 from several machines, devices or framework versions merge into one report; every record
 read is kept (each names its run; the summary lists the input files), and the report
-states how many were read and rendered.  Every record is validated against the record schema on reading; an invalid one,
+states how many were read and rendered.  A run that did not finish (a crashed, hung or
+interrupted process, or records without the run's ``run_end`` record) makes the report say
+it is partial, in every output, and name the frameworks it covered.  Every record is validated against the record schema on reading; an invalid one,
 or one of another schema version, is refused with a message naming the file and line.
 """
 
@@ -29,6 +31,7 @@ from .summarize import (
     framework_totals,
     inventory_table,
     ledger_status,
+    partial_runs,
     split,
     totals,
     verdict_matrix,
@@ -78,6 +81,14 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def partial_line(summary: dict[str, Any]) -> str:
+    """One sentence naming the frameworks whose runs did not finish ("" for a complete run)."""
+    if not summary["partial"]:
+        return ""
+    names = sorted({name for row in summary["partial"] for name in row["frameworks"]})
+    return f"PARTIAL RUN: the records of {', '.join(names)} end before the run finished"
+
+
 def text_summary(summary: dict[str, Any]) -> str:
     lines = [f"{'framework':<24} {'pass':>6} {'discrepancy':>11} {'error':>6} {'unsupported':>11}"]
     for framework, counts in summary["framework_totals"].items():
@@ -89,15 +100,22 @@ def text_summary(summary: dict[str, Any]) -> str:
         f"ledger: {t['known']} findings explained by {len(status['reproduced'])} reproduced entries; "
         f"{len(status['not_reproduced'])} entries no longer reproduce; {t['unexpected']} unexpected findings"
     )
-    # The closing line CI systems read: checks that passed, findings no ledger entry explains, unsupported.
-    lines.append(f"conformance: {t['pass']} passed, {t['unexpected']} failed, {t['unsupported']} skipped")
+    for row in summary["partial"]:
+        lines.append(f"partial: {', '.join(row['frameworks'])}: {row['reason']}")
+    # The closing line CI systems read: checks that passed, findings no ledger entry explains,
+    # unsupported; and whether the run is partial (so `bnconf report`, which prints it alone, says so).
+    closing = f"conformance: {t['pass']} passed, {t['unexpected']} failed, {t['unsupported']} skipped"
+    lines.append(closing + (f"; {partial_line(summary)}" if summary["partial"] else ""))
     return "\n".join(lines)
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:
     t = summary["totals"]
-    lines = [
-        "# Batch-norm conformance", "",
+    lines = ["# Batch-norm conformance", ""]
+    if summary["partial"]:
+        lines += [f"**{partial_line(summary)}.**", ""]
+        lines += [f"- {', '.join(row['frameworks'])}: {row['reason']}" for row in summary["partial"]] + [""]
+    lines += [
         f"{t['pass']} checks passed, {t['unexpected']} unexpected findings, {t['known']} known (ledger), "
         f"{t['unsupported']} unsupported; {summary['records_read']} records read.", "",
         "| framework | pass | discrepancy | error | unsupported |", "|---|---|---|---|---|",
@@ -132,6 +150,8 @@ def render_report(
         "inputs": [str(p) for p in record_files(inputs)] if inputs else [],
         "records_read": len(records),
         "records_rendered": len(results),
+        "complete": not (partial := partial_runs(records, runs)),
+        "partial": partial,
         "totals": totals(results),
         "framework_totals": framework_totals(results),
         "matrix": verdict_matrix(results),
@@ -147,6 +167,7 @@ def render_report(
     }
     html = _environment().get_template("report.html.j2").render(
         summary=summary,
+        partial_line=partial_line(summary),
         counterexamples=counterexamples(all_results),
         findings=findings(results)[:500],
         scatter=plots.error_vs_conditioning(results),  # counted: no minimal re-writes

@@ -4,7 +4,8 @@ Pure functions of the validated record models (``datamodel.records``; JSON is th
 truth): the HTML report and the JSON and Markdown summaries are rendered from what these
 return.  Each table reads the kind of record it is about: the tolerance tables and plots
 ``result`` records, the parameter counts ``count`` records, the conventions ``probe``
-records and the ledger status ``ledger`` records.  What they return is plain data (dicts,
+records, the ledger status ``ledger`` records, and whether each run finished its
+``environment``, ``run_end`` and crash ``error`` records.  What they return is plain data (dicts,
 lists, numbers) ready for ``summary.json``.
 """
 
@@ -17,10 +18,12 @@ from datamodel.records import (
     CheckRecord,
     CountRecord,
     EnvironmentRecord,
+    ErrorRecord,
     FrameworkRecord,
     LedgerRecord,
     ProbeRecord,
     ResultRecord,
+    RunEndRecord,
 )
 from datamodel.verdicts import DISCREPANCY, PASS, VERDICTS
 
@@ -31,7 +34,7 @@ def split(records: list) -> tuple[list[CheckRecord], list[EnvironmentRecord], li
     """(check records, environment records, framework records)."""
     environments = [r for r in records if isinstance(r, EnvironmentRecord)]
     frameworks = [r for r in records if isinstance(r, FrameworkRecord)]
-    checks = [r for r in records if not isinstance(r, (EnvironmentRecord, FrameworkRecord))]
+    checks = [r for r in records if not isinstance(r, (EnvironmentRecord, FrameworkRecord, RunEndRecord))]
     return checks, environments, frameworks
 
 
@@ -185,3 +188,55 @@ def cross_device(results: list[CheckRecord]) -> list[dict]:
         key = (r.framework, r.quantity)
         worst[key][r.device] = max(worst[key].get(r.device, 0.0), r.ratio)
     return [{"framework": fw, "quantity": q, "devices": d} for (fw, q), d in sorted(worst.items()) if len(d) > 1]
+
+
+#: Outcomes of a framework's process (``bnconf run``'s ``runs``) that cut its run short.
+_CUT_SHORT = ("crashed", "hung", "interrupted")
+
+
+def partial_runs(records: list, runs: list[dict] | None = None) -> list[dict]:
+    """The runs that did not finish, each with the frameworks it covered and why.
+
+    A suite process writes ``environment`` first and ``run_end`` last; a run is partial when
+    its process crashed or hung (the supervisor's ``error`` record), was interrupted (its
+    ``run_end`` says so), or its records end without ``run_end`` (killed, or cut short).
+    ``runs`` (from ``bnconf run``) adds processes whose outcome says they were cut short.
+    """
+    started = {r.run_id: r for r in records if isinstance(r, EnvironmentRecord)}
+    ended = {r.run_id: r for r in records if isinstance(r, RunEndRecord)}
+    frameworks: dict[str | None, set[str]] = defaultdict(set)
+    died: dict[str | None, list[str]] = defaultdict(list)
+    for r in records:
+        if not isinstance(r, (EnvironmentRecord, RunEndRecord)):  # a framework or check record
+            frameworks[r.run_id].add(r.framework)
+        if isinstance(r, ErrorRecord) and r.cause in ("crash", "hang"):
+            died[r.run_id].append(r.message)
+    partial: dict[str | None, dict] = {}
+    for run_id in sorted({*started, *died}, key=str):
+        end = ended.get(run_id)
+        if died[run_id]:
+            reason = "; ".join(died[run_id])
+        elif end is None:
+            reason = "its records end without the run's completion record (the process was killed, or the file was cut short)"
+        elif end.interrupted:
+            reason = f"interrupted (pytest exit status {end.exit_status})"
+        else:
+            continue
+        names = frameworks[run_id] or _named_in(started.get(run_id))
+        partial[run_id] = {"run_id": run_id, "frameworks": sorted(names) or ["unknown"], "reason": reason}
+    covered = {name for row in partial.values() for name in row["frameworks"]}
+    for run in runs or []:
+        outcome = str(run.get("outcome", ""))
+        cut_short = outcome.startswith(_CUT_SHORT) or run.get("exit_code") == 2 or run.get("interrupted", False)
+        specs = set(run.get("specs") or [run.get("framework", "unknown")])
+        if cut_short and not specs & covered:
+            partial[f"process {run.get('framework')}"] = {"run_id": None, "frameworks": sorted(specs),
+                                                          "reason": f"its process {outcome or 'did not finish'}"}  # fmt: skip
+    return list(partial.values())
+
+
+def _named_in(environment: EnvironmentRecord | None) -> set[str]:
+    """The framework specs a run was asked for (its ``--bnconf-frameworks``), when it wrote no checks."""
+    if environment is None or not environment.frameworks:
+        return set()
+    return {spec.strip() for spec in environment.frameworks.split(",") if spec.strip()}

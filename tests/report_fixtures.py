@@ -27,11 +27,12 @@ class HostileAdapter(CrashingAdapter):
         raise RuntimeError(HOSTILE_MESSAGE)
 
 
-def write_run(directory: Path, *, version_suffix: str = "", device: str = "cpu") -> Path:
+def write_run(directory: Path, *, version_suffix: str = "", device: str = "cpu", finished: bool = True) -> Path:
     """A run directory with records of an honest, a broken and a crashing implementation.
 
     Every kind of record is there: results of each, the honest one's parameter counts, a
-    convention probe and a ledger replay, and a harness failure (an error with no case).
+    convention probe and a ledger replay, a harness failure (an error with no case), and
+    (unless ``finished`` is false: a run cut short) the run's completion record.
     """
     results = directory / "records" / "fakes.jsonl"
     session = ConformanceSession(results, ledger=Ledger([]), run_details={"hypothesis_profile": "ci", "device": device})
@@ -51,6 +52,8 @@ def write_run(directory: Path, *, version_suffix: str = "", device: str = "cpu")
                          evidence={"observed_y": 0.7071}, declared_conventions=declared_conventions(honest))  # fmt: skip
     session.record_ledger(honest, case, entry_id="fake-entry", reproduced=True, explained_quantities=["dx"])
     session.record_harness_failure("tests/fake.py::test_x", "hostile-fake", "the suite test failed without a finding")
+    if finished:
+        session.finish(1, "tests_failed", interrupted=False)
     session.close()
     return directory
 

@@ -38,6 +38,7 @@ from datamodel.records import (
     probe_record,
     read_records,
     result_record,
+    run_end_record,
 )
 
 
@@ -141,6 +142,22 @@ def test_torn_last_line_of_a_killed_run_is_skipped(tmp_path):
     assert [r.quantity for r in read_records(path)] == ["a", "b"]
 
 
+def test_a_line_separator_inside_a_record_does_not_split_it(tmp_path):
+    """Lines end at a newline only: JSON text written unescaped (``ensure_ascii=False``) may hold
+    U+2028, U+0085 or a form feed's cousins, which ``str.splitlines`` would cut at."""
+    document = _result("a").model_dump()
+    document["test"] = "one\u2028two\x85three\x1cfour"
+    path = _lines(tmp_path, json.dumps(jsoncodec.encode(document), ensure_ascii=False), _line(_result("b")))
+    assert [r.test for r in read_records(path)] == ["one\u2028two\x85three\x1cfour", None]
+
+
+def test_a_complete_bad_last_line_is_not_mistaken_for_a_torn_one(tmp_path):
+    """A torn line has no newline (the writer ends each line with one): a bad line that does is refused."""
+    path = _lines(tmp_path, _good(), "{not json")
+    with pytest.raises(RecordFileError, match=r":2: not a JSON record"):
+        read_records(path)
+
+
 def test_blank_lines_are_ignored(tmp_path):
     path = _lines(tmp_path, _line(_result("a")), "", "   ", _line(_result("b")))
     assert [r.quantity for r in read_records(path)] == ["a", "b"]
@@ -175,7 +192,7 @@ _DROP = object()
         pytest.param(["42", _good()], 1, "not a result record", id="number-line"),
         pytest.param([_good(), _edited(kind="guess")], 2,
                      r"invalid record kind 'guess' \(expected one of: environment, framework, result, count, probe, "
-                     r"ledger, error\)", id="unknown-kind"),
+                     r"ledger, error, run_end\)", id="unknown-kind"),
         pytest.param([_edited(kind=_DROP)], 1, "invalid record kind None", id="no-kind"),
         pytest.param([_edited(verdict="maybe")], 1, r"invalid result record: field 'verdict': Input should be "
                      r"'pass', 'discrepancy', 'error' or 'unsupported', saw 'maybe'", id="unknown-verdict"),
@@ -277,13 +294,14 @@ def test_every_kind_round_trips_through_the_file(tmp_path):
                      evidence={"observed_y": math.inf}, declared_conventions={"ε default": "1e-05"}),
         ledger_record(**common, entry_id="torch-counter", reproduced=True, explained_quantities=["total_count"]),
         error_record(run_id=None, prop="process", framework="torch", message="crashed with SIGSEGV", cause="crash"),
+        run_end_record("r", exit_status=2, outcome="interrupted", interrupted=True, checks=5),
     ]  # fmt: skip
     path = tmp_path / "run.jsonl"
     with RecordWriter(path) as writer:
         for record in written:
             writer.write(record)
     back = read_records(path)
-    assert [r.kind for r in back] == ["environment", "framework", "result", "count", "probe", "ledger", "error"]
+    assert [r.kind for r in back] == ["environment", "framework", "result", "count", "probe", "ledger", "error", "run_end"]
     assert back == written
 
 
@@ -296,6 +314,9 @@ def test_count_probe_and_ledger_records_decide_their_verdict():
                          evidence={}, declared_conventions={})  # fmt: skip
     assert isinstance(probe, ProbeRecord)
     assert (probe.verdict, probe.convention, probe.property) == (PASS, "eps_placement", "conventions")
+    neither = probe_record(**common, convention="eps_placement", declared="inside", probed="neither", agrees=False,
+                           evidence={}, declared_conventions={}, message="eps_placement: observed 0.41, no candidate")  # fmt: skip
+    assert (neither.verdict, neither.message) == (DISCREPANCY, "eps_placement: observed 0.41, no candidate")
     ledger = ledger_record(**common, entry_id="e1", reproduced=False, explained_quantities=[], message="gone")
     assert isinstance(ledger, LedgerRecord)
     assert (ledger.verdict, ledger.entry_id, ledger.message) == (DISCREPANCY, "e1", "gone")

@@ -20,7 +20,7 @@ def test_summary_counts_every_record(run_dir, tmp_path):
     summary = render_report([run_dir], tmp_path / "out")
     records = (run_dir / "records" / "fakes.jsonl").read_text().splitlines()
     assert summary["records_read"] == len(records)
-    results = [json.loads(line) for line in records if json.loads(line)["kind"] not in ("environment", "framework")]
+    results = [json.loads(line) for line in records if json.loads(line)["kind"] not in ("environment", "framework", "run_end")]
     assert summary["records_rendered"] == len(results)
     t = summary["totals"]
     assert t["pass"] + t["discrepancy"] + t["error"] + t["unsupported"] == len(results)

@@ -7,10 +7,17 @@ supervisor here forwards progress, kills the child when one check runs longer th
 per-case timeout, and when the child dies (a signal such as SIGSEGV or SIGABRT, the OOM
 killer's SIGKILL, or a timeout) writes an ``error`` record for the check it was running.
 Records written before stay: they were flushed line by line.
+
+The child runs in a session of its own (``start_new_session``), so a terminal's Ctrl-C
+reaches only the supervisor.  On ``KeyboardInterrupt`` the supervisor stops the child's
+whole process group (SIGINT first, so pytest ends its run and writes its ``run_end``
+record marked interrupted; SIGKILL for whatever is left after a grace period) and raises
+``Interrupted`` (a ``KeyboardInterrupt``): the caller renders what was written and exits 130.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -26,6 +33,8 @@ from datamodel.records import RecordWriter, error_record
 
 _PROGRESS = re.compile(r"\[\s*(\d+/\d+|\d+%)\]\s*$")
 PYTEST_OUTCOMES = {0: "passed", 1: "findings", 2: "interrupted", 3: "internal error", 4: "usage error", 5: "no tests ran"}
+#: Seconds an interrupted child gets to finish its run (and write ``run_end``) before SIGKILL.
+INTERRUPT_GRACE = 5.0
 
 
 @dataclass
@@ -35,6 +44,14 @@ class Outcome:
     seconds: float
     timed_out: bool = False
     crash_message: str | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a supervised run; its process is gone and ``outcome`` says how it ended."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.outcome)
+        self.outcome = outcome
 
 
 def describe_exit(code: int) -> str:
@@ -73,14 +90,21 @@ def supervise(
                                    env=env, start_new_session=True)  # fmt: skip
         thread = threading.Thread(target=_reader, args=(process.stdout, log, label, echo), daemon=True)
         thread.start()
-        while process.poll() is None:
-            state = read_inflight(inflight)
-            if state is not None and state.started and time.time() - state.started > case_timeout:
-                timed_out = True
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                break
-            time.sleep(0.2)
+        try:
+            while process.poll() is None:
+                state = read_inflight(inflight)
+                if state is not None and state.started and time.time() - state.started > case_timeout:
+                    timed_out = True
+                    kill_group(process)
+                    break
+                time.sleep(0.2)
+        except KeyboardInterrupt as interrupt:
+            stop(process)
+            thread.join(timeout=10)
+            inflight.unlink(missing_ok=True)
+            seconds = round(time.monotonic() - started, 1)
+            echo(f"[{label}] interrupted: its process was stopped; the records it wrote are kept")
+            raise Interrupted(Outcome(process.returncode, "interrupted", seconds)) from interrupt
         thread.join(timeout=10)
     code = process.returncode
     seconds = time.monotonic() - started
@@ -91,6 +115,52 @@ def supervise(
         record_crash(results, inflight, label, outcome, cause="hang" if timed_out else "crash")
     inflight.unlink(missing_ok=True)
     return result
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the child's whole process group (it leads a session of its own), then reap it."""
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _exited(process: subprocess.Popen) -> bool:
+    """Whether the child has exited, without reaping it: until it is reaped its id keeps naming
+    its process group, so signalling the group cannot reach a stranger that reused the id."""
+    if process.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def stop(process: subprocess.Popen, grace: float = INTERRUPT_GRACE) -> None:
+    """Stop an interrupted child: SIGINT to its group, then SIGKILL whatever is left after ``grace``.
+
+    SIGINT lets pytest end its run and write its ``run_end`` record (marked interrupted).  A
+    test can swallow it (hypothesis may turn it into a failed example and go on), so a child
+    still running at half the grace period gets a second one, like a second Ctrl-C.  The
+    SIGKILL runs even when another Ctrl-C cuts the grace period short: no child outlives the
+    supervisor.
+    """
+    if process.returncode is not None:  # already reaped: nothing of it left to stop
+        return
+    try:
+        for wait in (grace / 2, grace / 2):
+            os.killpg(process.pid, signal.SIGINT)
+            deadline = time.monotonic() + wait
+            while not _exited(process) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _exited(process):
+                break
+    except ProcessLookupError:
+        pass
+    finally:
+        # The group, not just the leader: whatever pytest started dies with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def record_crash(results: Path, inflight: Path, label: str, outcome: str, cause: str = "crash") -> None:
@@ -106,10 +176,18 @@ def record_crash(results: Path, inflight: Path, label: str, outcome: str, cause:
     message = f"the {label} process {outcome} while running {running}"
     record = error_record(run_id=state.run_id, prop=state.property or "process", framework=state.framework or label,
                           message=message, cause=cause, case=case, test=state.test)  # fmt: skip
-    if results.exists() and results.stat().st_size:
-        with results.open("rb+") as existing:  # a torn last line must not swallow this record
-            existing.seek(-1, 2)
-            if existing.read(1) != b"\n":
-                existing.write(b"\n")
+    drop_torn_line(results)
     with RecordWriter(results) as writer:
         writer.write(record)
+
+
+def drop_torn_line(results: Path) -> None:
+    """Cut a torn last line (the process died writing it) so that the record appended next
+    starts a line of its own: only the last line of a records file may be torn, so one left
+    in the middle would make the whole file unreadable.  A torn line holds no readable record."""
+    if not results.exists() or not results.stat().st_size:
+        return
+    with results.open("rb+") as existing:
+        content = existing.read()
+        if not content.endswith(b"\n"):
+            existing.truncate(content.rfind(b"\n") + 1)

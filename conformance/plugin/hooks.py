@@ -110,6 +110,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_KEY] = ConformanceSession(Path(results) if results else None, run_details=details)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the run's completion marker; a process killed before this point leaves none,
+    and its report says the run is partial.  Ctrl-C gets here too, marked interrupted."""
+    conformance = session.config.stash.get(_SESSION_KEY, None)
+    if conformance is not None:
+        try:
+            outcome = pytest.ExitCode(exitstatus).name.lower()
+        except ValueError:
+            outcome = f"exit status {exitstatus}"
+        conformance.finish(int(exitstatus), outcome, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION_KEY, None)
     if session is not None:

@@ -39,6 +39,7 @@ from datamodel.records import (
     ledger_record,
     probe_record,
     result_record,
+    run_end_record,
 )
 
 from .casefiles import CaseStore, cases_dir
@@ -107,6 +108,12 @@ class ConformanceSession:
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(repr(self))
 
+    def finish(self, exit_status: int, outcome: str, interrupted: bool) -> None:
+        """Write the run's completion marker (``run_end``): records without one are a partial run."""
+        checks = sum(record.kind not in ("environment", "framework") for record in self.records)
+        self.recorder.write(run_end_record(self.run_id, exit_status=exit_status, outcome=outcome,
+                                           interrupted=interrupted, checks=checks))  # fmt: skip
+
     def close(self) -> None:
         self.recorder.close()
 
@@ -174,13 +181,15 @@ class ConformanceSession:
 
     def record_probe(
         self, adapter: Adapter, case: Case, *, convention: str, declared: str | float, probed: str | float, agrees: bool,
-        evidence: Mapping[str, float], declared_conventions: Mapping[str, str],
+        evidence: Mapping[str, float], declared_conventions: Mapping[str, str], message: str | None = None,
     ) -> CheckOutcome:  # fmt: skip
-        """Record one convention probe (a ``probe`` record, property ``conventions``)."""
+        """Record one convention probe (a ``probe`` record, property ``conventions``); ``message``
+        explains a disagreement (default: "declared X, but the framework behaves as Y")."""
         version = self.recorder.framework_version(adapter)
         record = probe_record(run_id=self.run_id, framework=adapter.label, framework_version=version, case=case,
                               convention=convention, declared=declared, probed=probed, agrees=agrees, evidence=evidence,
-                              declared_conventions=declared_conventions, test=self.current_test)  # fmt: skip
+                              declared_conventions=declared_conventions, message=message,
+                              test=self.current_test)  # fmt: skip
         return self._conclude(adapter, case, "conventions", version, [record])
 
     def record_ledger(
