@@ -207,7 +207,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """On a failed suite test, record its minimal counterexample with hypothesis' blob."""
     report = yield
     session = item.config.stash.get(_SESSION_KEY, None)
-    if session is not None and report.when == "call" and report.failed and _is_suite_test(item):
+    interrupted = call.excinfo is not None and call.excinfo.errisinstance(KeyboardInterrupt)
+    if session is not None and report.when == "call" and report.failed and _is_suite_test(item) and not interrupted:
+        # (an interrupted test failed because of Ctrl-C, not because of the harness: the
+        # run_end record already says the run was interrupted)
         text = report.longreprtext or ""
         match = _BLOB.search(text)
         if session.record_counterexample(item.nodeid, match.group(0) if match else None) is None and (
