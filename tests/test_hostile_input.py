@@ -178,3 +178,17 @@ def test_fuzzed_arguments_fail_with_a_usage_error_not_a_traceback(capsys, tmp_pa
     assert "Traceback" not in captured.err
     if code == EXIT_USAGE:
         assert captured.err.strip().splitlines()[-1].startswith(("bnconf: error:", "error:", "usage:")) or "bnconf" in captured.err
+
+
+def test_a_run_where_every_framework_is_unavailable_exits_3(tmp_path):
+    """``bnconf run`` on a framework that cannot load: every check skipped, so nothing passed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BNCONF_ADAPTERS": "missing-fake=no_such_framework_module:Adapter"}
+    command = [sys.executable, "-m", "conformance.orchestration.cli", "run", "--frameworks", "missing-fake",
+               "--profile", "dev", "--out", str(tmp_path / "out")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == EXIT_NOTHING_CHECKED, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "nothing was checked" in result.stdout

@@ -90,7 +90,6 @@ def test_the_report_of_an_interrupted_run_says_it_is_partial(interrupted, capsys
     assert "PARTIAL RUN: the records of hanging-fake" in capsys.readouterr().out.splitlines()[-1]
 
 
-@pytest.mark.xfail(reason="needs run.py: on KeyboardInterrupt, render the records so far and say so", strict=True)
 def test_bnconf_run_renders_and_says_interrupted(interrupted):
     _, stdout, _, out, _ = interrupted
     assert (out / "summary.json").exists()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from conformance.generation.profiles import DEFAULT_PROFILE, PROFILES
 from datamodel import jsoncodec
 
-from .exitcodes import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .run import DEFAULT_CASE_TIMEOUT
 
 
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         parser.exit(EXIT_USAGE, f"bnconf: error: {error}\n")
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

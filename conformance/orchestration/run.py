@@ -13,8 +13,8 @@ from pathlib import Path
 
 from adapters.registry import all_specs, registered, split_spec
 
-from .exitcodes import EXIT_FOUND, EXIT_OK
-from .supervise import supervise
+from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_NOTHING_CHECKED, EXIT_OK
+from .supervise import Interrupted, supervise
 
 SUITE = Path(__file__).parent.parent / "suite"
 #: Seconds one check may run before its framework's process is killed and an error recorded.
@@ -48,9 +48,15 @@ def run_framework(
     log_path = out / "logs" / f"{label}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"[{label}] running {', '.join(specs)} on {device} (profile {profile}) ...", flush=True)
-    outcome = supervise(pytest_command(specs, device, profile, results), label=label, results=results,
-                        log_path=log_path, case_timeout=case_timeout, env=env,
-                        echo=lambda line: print(line, flush=True))  # fmt: skip
+    try:
+        outcome = supervise(pytest_command(specs, device, profile, results), label=label, results=results,
+                            log_path=log_path, case_timeout=case_timeout, env=env,
+                            echo=lambda line: print(line, flush=True))  # fmt: skip
+    except Interrupted as stopped:  # Ctrl-C: the process group is gone; say how this run ended
+        stopped.run = {"framework": label, "specs": specs, "exit_code": stopped.outcome.exit_code,
+                       "outcome": "interrupted", "seconds": stopped.outcome.seconds, "records": str(results),
+                       "log": str(log_path)}  # fmt: skip
+        raise
     print(f"[{label}] {outcome.outcome} in {outcome.seconds:.0f}s; log: {log_path}", flush=True)
     return {"framework": label, "specs": specs, "exit_code": outcome.exit_code, "outcome": outcome.outcome,
             "seconds": outcome.seconds, "records": str(results), "log": str(log_path)}  # fmt: skip
@@ -64,11 +70,35 @@ def run_suite(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = frameworks or all_specs(list(registered()))
-    runs = [run_framework(name, group, device, profile, out, case_timeout) for name, group in group_by_framework(specs).items()]
+    runs, interrupted = [], False
+    try:
+        for name, group in group_by_framework(specs).items():
+            runs.append(run_framework(name, group, device, profile, out, case_timeout))
+    except Interrupted as stopped:
+        runs.append(stopped.run)
+        interrupted = True
     record_files = [r["records"] for r in runs if Path(r["records"]).exists()]
     summary = render_report(record_files, out, runs=runs, profile=profile)
     print()
     print(summary["text"])
     print(f"\nreport: {summary['html']}")
     print(f"records: {out / 'records'}; JSON summary: {summary['json']}")
-    return EXIT_OK if all(r["exit_code"] == 0 for r in runs) else EXIT_FOUND
+    return exit_code(runs, summary["totals"], interrupted)
+
+
+def exit_code(runs: list[dict], totals: dict[str, int], interrupted: bool = False) -> int:
+    """How a run ended, printing the line that says why when it is not a plain pass or finding.
+
+    Nothing checked is not a pass: when every framework was unavailable or skipped every
+    check, the run exits ``EXIT_NOTHING_CHECKED``.
+    """
+    if interrupted:
+        print("bnconf: interrupted (Ctrl-C): the report covers the records written before it")
+        return EXIT_INTERRUPTED
+    if not all(r["exit_code"] == 0 for r in runs):
+        return EXIT_FOUND
+    checked = sum(totals.get(verdict, 0) for verdict in ("pass", "discrepancy", "error"))
+    if checked == 0:
+        print("bnconf: nothing was checked: every framework was unavailable or skipped every check")
+        return EXIT_NOTHING_CHECKED
+    return EXIT_OK
