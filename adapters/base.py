@@ -37,6 +37,9 @@ class Capabilities:
     any_channel_axis: bool = True
     affine_off: bool = True
     cumulative: bool = False
+    #: A spec (``NAME:VARIANT``) whose results must equal this adapter's on the same logical
+    #: case in another memory format, e.g. PyTorch's ``channels_last``; compared by the layout property.
+    memory_format_twin: str | None = None
 
     def unsupported_reason(self, case: Case, available_devices: frozenset[str] | None = None) -> str | None:
         if case.rank not in self.ranks:
@@ -198,6 +201,10 @@ class Adapter(abc.ABC):
     name: str = ""
     #: variants this adapter understands, with a one-line description each
     variants: ClassVar[dict[str, str]] = {}
+    #: Environment variables its suite process must start with (a framework that fixes a
+    #: setting at import, such as Keras' backend, needs a process of its own); ``bnconf run``
+    #: and ``bnconf matrix`` apply them to that framework's process.
+    process_environment: ClassVar[dict[str, str]] = {}
 
     def __init__(self, variant: str = "") -> None:
         if variant and variant not in self.variants:

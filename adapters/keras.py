@@ -49,6 +49,7 @@ def _tf():
 class KerasAdapter(Adapter):
     name = "keras"
     variants: ClassVar[dict[str, str]] = {}
+    process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": BACKEND}
 
     def __init__(self, variant: str = "") -> None:
         super().__init__(variant)

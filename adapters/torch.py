@@ -56,6 +56,7 @@ class TorchAdapter(Adapter):
             any_channel_axis=False,
             affine_off=True,
             cumulative=self.variant != "no_running_stats",
+            memory_format_twin="torch:channels_last" if self.variant == "" else None,
         )
 
     @property

@@ -172,7 +172,7 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
     from reports.render import render_report
 
     from .exitcodes import EXIT_FOUND
-    from .run import run_framework
+    from .run import declared_environment, run_framework
 
     out = Path(out)
     cells = select(load_matrix(matrix_file), names)
@@ -194,7 +194,9 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
         env = dict(os.environ)
         if site:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-        if cell.backend:
+        for name in {spec.partition(":")[0] for spec in cell.frameworks}:
+            env.update(declared_environment(name))
+        if cell.backend:  # the matrix file's word wins: a cell may pin another backend
             env["KERAS_BACKEND"] = cell.backend
         return run_framework(cell.name, list(cell.frameworks), cell.device, profile, out, case_timeout, env=env,
                              label=cell.name)  # fmt: skip

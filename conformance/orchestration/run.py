@@ -8,10 +8,18 @@ report is rendered from whatever records exist when every process has ended.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from adapters.registry import all_specs, registered, split_spec
+from adapters.registry import (
+    FrameworkUnavailableError,
+    UnknownFrameworkError,
+    adapter_class,
+    all_specs,
+    registered,
+    split_spec,
+)
 
 from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_NOTHING_CHECKED, EXIT_OK
 from .supervise import Interrupted, supervise
@@ -36,12 +44,22 @@ def pytest_command(specs: list[str], device: str, profile: str, results: Path) -
     ]  # fmt: skip
 
 
+def declared_environment(name: str) -> dict[str, str]:
+    """What ``name``'s adapter declares its suite process must start with (see ``Adapter.process_environment``)."""
+    try:
+        return dict(adapter_class(name).process_environment)
+    except (FrameworkUnavailableError, UnknownFrameworkError):
+        return {}  # reported as unavailable by the process itself
+
+
 def run_framework(
     name: str, specs: list[str], device: str, profile: str, out: Path, case_timeout: float = DEFAULT_CASE_TIMEOUT,
     env: dict | None = None, label: str | None = None,
 ) -> dict:  # fmt: skip
     """Run the suite for one framework in its own supervised process; return how it ended."""
     label = label or name
+    if env is None and (declared := declared_environment(name)):
+        env = {**os.environ, **declared}
     results = out / "records" / f"{label}.jsonl"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.unlink(missing_ok=True)

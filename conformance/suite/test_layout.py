@@ -28,8 +28,6 @@ from conformance.judging.tolerance import largest_finite
 from conformance.plugin.session import ConformanceFailure
 from datamodel.case import Case, CaseData
 
-#: An adapter variant whose results must equal the plain adapter's on the same logical case.
-MEMORY_FORMAT_TWINS = {"torch": "torch:channels_last"}
 #: Quantities with one value per channel (and step): nothing to move between layouts.
 PER_CHANNEL = ("running_mean", "running_var", "dgamma", "dbeta")
 
@@ -55,7 +53,7 @@ def _run(conformance, adapter, case: Case, data: CaseData):
 
 @given(data=st.data())
 def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, data):
-    twin_spec = MEMORY_FORMAT_TWINS.get(adapter.label)
+    twin_spec = adapter.capabilities.memory_format_twin
     if not adapter.capabilities.any_channel_axis and twin_spec is None:
         pytest.skip(f"{adapter.label} has one layout only")
     twin = get_adapter(twin_spec) if twin_spec else adapter
