@@ -178,8 +178,11 @@ def _verdicts_and_ratios(emulation: Emulation, run: Run) -> dict[str, tuple[str,
 
 def _assert_same_judgement(before: dict, after: dict, what: str) -> None:
     assert {q: v for q, (v, _) in after.items()} == {q: v for q, (v, _) in before.items()}, what
+    # abs=1e-6: a ratio of 1e-11 is one float64 rounding of the emulation's output against a
+    # bound of float32 size; where that rounding lands can change with NumPy's SIMD summation
+    # (array alignment), so ratios this small are equal only to that noise, far from any verdict.
     for quantity, (_, ratio) in before.items():
-        assert after[quantity][1] == pytest.approx(ratio, rel=1e-6, abs=1e-12), f"{what}: {quantity}"
+        assert after[quantity][1] == pytest.approx(ratio, rel=1e-6, abs=1e-6), f"{what}: {quantity}"
 
 
 @pytest.mark.parametrize(("emulation", "strategy"), INVARIANCE_CASES)
