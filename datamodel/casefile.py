@@ -20,10 +20,11 @@ import numpy as np
 
 from reference.dtypes import DTYPES
 
+from . import jsoncodec
 from .case import CUMULATIVE, DEVICES, DISTRIBUTIONS, SCHEMA_VERSION, Case, Generator
+from .jsoncodec import NON_FINITE_VALUES
 from .limits import CaseLimits, LimitSettingError
 
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 _KNOWN_FIELDS = {
     "schema_version", "shape", "channel_axis", "dtype", "eps", "decay", "affine", "training_steps",
     "x", "gamma", "beta", "running_mean", "running_var", "dy", "device", "frameworks", "description",
@@ -188,14 +189,7 @@ def _source_to_json(source) -> Any:
 
 
 def _numbers_to_json(array: np.ndarray) -> Any:
-    def encode(value: float) -> Any:
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-
-    return np.vectorize(encode, otypes=[object])(np.asarray(array, dtype=np.float64)).tolist()
+    return jsoncodec.encode(np.asarray(array, dtype=np.float64))
 
 
 def _required(document: dict, name: str) -> Any:
@@ -226,8 +220,8 @@ def _numbers(name: str, value: Any) -> np.ndarray:
             return [decode(sub, f"{path}[{i}]") for i, sub in enumerate(item)]
         if _is_number(item):
             return float(item)
-        if isinstance(item, str) and item.lower() in _NON_FINITE:
-            return _NON_FINITE[item.lower()]
+        if isinstance(item, str) and item.lower() in NON_FINITE_VALUES:
+            return NON_FINITE_VALUES[item.lower()]
         raise CaseFileError(name, f"expected a number at {path}, got {item!r}")
 
     try:

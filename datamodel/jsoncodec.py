@@ -20,7 +20,7 @@ import numpy as np
 
 #: The text each non-finite float is written as, and what each text reads back as.
 NON_FINITE_TEXT = ("nan", "inf", "-inf")
-_DECODED = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+NON_FINITE_VALUES = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
 
 def encode(value: Any) -> Any:
@@ -59,7 +59,7 @@ def decode_float(value: Any) -> Any:
     Anything else is returned unchanged, for the caller (or a pydantic validator) to judge.
     """
     if isinstance(value, str):
-        return _DECODED.get(value.strip().lower(), value)
+        return NON_FINITE_VALUES.get(value.strip().lower(), value)
     return value
 
 

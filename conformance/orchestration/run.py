@@ -20,6 +20,7 @@ from adapters.registry import (
     registered,
     split_spec,
 )
+from datamodel.verdicts import UNSUPPORTED, VERDICTS
 
 from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_NOTHING_CHECKED, EXIT_OK
 from .supervise import Interrupted, supervise
@@ -115,7 +116,7 @@ def exit_code(runs: list[dict], totals: dict[str, int], interrupted: bool = Fals
         return EXIT_INTERRUPTED
     if not all(r["exit_code"] == 0 for r in runs):
         return EXIT_FOUND
-    checked = sum(totals.get(verdict, 0) for verdict in ("pass", "discrepancy", "error"))
+    checked = sum(totals.get(verdict, 0) for verdict in VERDICTS if verdict != UNSUPPORTED)
     if checked == 0:
         print("bnconf: nothing was checked: every framework was unavailable or skipped every check")
         return EXIT_NOTHING_CHECKED
