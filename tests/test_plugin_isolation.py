@@ -70,16 +70,30 @@ def test_plugin_is_loaded_in_an_unrelated_run(tmp_path):
 
 
 def test_unrelated_run_is_left_alone(tmp_path):
-    result, state = _run(tmp_path)
-    assert state["profile"] == "default"
-    assert not state["ours_registered"]
-    assert state["max_examples"] == 100
-    assert not state["derandomize"]
-    assert not state["database_is_none"]
+    """Hypothesis' settings equal those of the same run with our plugin disabled.
+
+    The baseline is measured, not assumed: hypothesis itself picks its ``ci`` profile when a
+    ``CI`` variable is set, so "default" would be the wrong expectation on a CI machine.
+    """
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "ours").mkdir()
+    _, baseline = _run(tmp_path / "baseline", "-p", "no:bnconf")
+    result, state = _run(tmp_path / "ours")
+    assert not baseline["ours_registered"]  # the premise: disabling the entry point works
+    hypothesis_settings = ("profile", "ours_registered", "max_examples", "derandomize", "database_is_none")
+    assert {k: state[k] for k in hypothesis_settings} == {k: baseline[k] for k in hypothesis_settings}
     assert state["imported"] == []
     assert "bnconf" not in result.stdout
     assert "test_unrelated.py::test_unrelated PASSED" in result.stdout  # not parametrized by framework
     assert "3 passed" in result.stdout
+
+
+def test_the_baseline_run_does_not_load_the_plugin(tmp_path):
+    """The comparison above can fail: ``-p no:bnconf`` removes the options our plugin adds."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:bnconf", "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--bnconf-frameworks" not in result.stdout
 
 
 def test_a_bnconf_option_activates_the_plugin(tmp_path):
