@@ -1,10 +1,13 @@
 """The adapter protocol: what every framework adapter declares and does.
 
 An adapter drives one framework's batch-norm layer.  It declares, as data, what it can run
-(``Capabilities``) and the conventions it follows (``FrameworkConventions``); it translates a
-canonical case into its framework's API and returns every observed quantity in canonical
-form, as float64 NumPy arrays (``Outcome``), or the framework's error message.  Frameworks
-are imported inside the concrete adapters' methods only, never at module import time.
+(``Capabilities``) and the conventions it follows (``FrameworkConventions``), and supplies a
+handful of primitives (build a layer, load its state, a forward pass, its running
+statistics, a vector-Jacobian product).  The protocol itself (reset, inference, the training
+steps, training then inference, gradients) runs once, here, in ``Adapter.run``, which returns
+every observed quantity in canonical form, as float64 NumPy arrays (``Outcome``), or the
+framework's error message.  Frameworks are imported inside the concrete adapters' methods
+only, never at module import time.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,9 +40,18 @@ class Capabilities:
     any_channel_axis: bool = True
     affine_off: bool = True
     cumulative: bool = False
-    #: A spec (``NAME:VARIANT``) whose results must equal this adapter's on the same logical
-    #: case in another memory format, e.g. PyTorch's ``channels_last``; compared by the layout property.
-    memory_format_twin: str | None = None
+    #: The protocol phases the engine runs; a missing one (an inference-only runtime, say)
+    #: comes back as ``unsupported`` with ``phase_reason``, not as an error.
+    phases: frozenset[str] = frozenset(PHASES)
+    #: Variants of the same adapter whose results must equal this one's on the same logical
+    #: case in another memory format (compared by the layout property).
+    memory_format_twins: tuple[str, ...] = ()
+
+    def phase_reason(self, phase: str) -> str | None:
+        """Why ``phase`` cannot run on this engine, or ``None`` when it can."""
+        if phase in self.phases:
+            return None
+        return f"the {phase} phase is not supported by this engine (it runs: {', '.join(p for p in PHASES if p in self.phases)})"
 
     def unsupported_reason(self, case: Case, available_devices: frozenset[str] | None = None) -> str | None:
         if case.rank not in self.ranks:
@@ -161,10 +173,12 @@ def quiet_warnings() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One observed quantity: a float64 array in canonical form, or the framework's error."""
+    """One observed quantity: a float64 array in canonical form, the framework's error, or the
+    reason the engine does not run the quantity's phase (``unsupported``)."""
 
     value: np.ndarray | None = None
     error: str | None = None
+    unsupported: str | None = None
 
     @classmethod
     def capture(cls, compute: Callable[[], np.ndarray]) -> Outcome:
@@ -194,8 +208,53 @@ class Settings:
     momentum_given: bool = True
 
 
+@dataclass(frozen=True)
+class LayerSpec:
+    """What a layer is built for: the part of a case a framework fixes at construction.
+
+    Adapters build (and the base caches) one layer per spec; ε and the momentum change per
+    case and reach the layer through ``Hyper`` at call time.
+    """
+
+    rank: int
+    axis: int  # non-negative
+    channels: int
+    dtype: str
+    affine: bool
+    device: str
+
+    @classmethod
+    def of(cls, case: Case) -> LayerSpec:
+        return cls(case.rank, case.layout.axis, case.channels, case.dtype, case.affine, case.device)
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        """The input shape with only the channels known, as layers that must be built want it."""
+        return tuple(self.channels if a == self.axis else None for a in range(self.rank))
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """ε and the momentum a layer runs with, in the framework's own form.
+
+    Either the case's values or, where the case leaves them unset, the framework's own
+    defaults as read from a freshly built layer (``Adapter.framework_defaults``).
+    """
+
+    eps: float
+    momentum: float | None  # None: a cumulative average
+
+
 class Adapter(abc.ABC):
-    """Drives one framework (and one variant of it, such as a memory format)."""
+    """Drives one framework (and one variant of it, such as a memory format).
+
+    A concrete adapter declares ``version``, ``capabilities``, ``conventions`` and
+    ``inventory``, and supplies the primitives below (``build`` … ``vjp``); ``run`` drives
+    them through the protocol.  A primitive may return framework values: the base converts
+    arrays in with ``tensor`` and out with ``to_numpy``.  For a stateful module the state
+    ``load_state`` returns may be the layer itself; a functional framework returns its
+    variables, and ``forward`` returns the updated ones.
+    """
 
     #: registry name, e.g. "torch"
     name: str = ""
@@ -203,13 +262,15 @@ class Adapter(abc.ABC):
     variants: ClassVar[dict[str, str]] = {}
     #: Environment variables its suite process must start with (a framework that fixes a
     #: setting at import, such as Keras' backend, needs a process of its own); ``bnconf run``
-    #: and ``bnconf matrix`` apply them to that framework's process.
+    #: and ``bnconf matrix`` apply them to that framework's process.  A class attribute, so
+    #: it is read without importing the framework.
     process_environment: ClassVar[dict[str, str]] = {}
 
     def __init__(self, variant: str = "") -> None:
         if variant and variant not in self.variants:
             raise ValueError(unknown_variant_message(self.name, variant, self.variants))
         self.variant = variant
+        self._layers: dict[LayerSpec, tuple[Any, tuple[float, float | None]]] = {}
 
     @property
     def label(self) -> str:
@@ -247,24 +308,70 @@ class Adapter(abc.ABC):
         return Settings(eps=eps, decay=decay, momentum=declared.momentum_from_decay(decay), conventions=reference,
                         eps_given=case.eps is not None, momentum_given=case.decay is not None)  # fmt: skip
 
-    # -- running ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
+        """Build the layer for inputs of ``shape`` (batch included) and list its variables."""
+
+    # -- primitives ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def build(self, spec: LayerSpec) -> Any:
+        """A layer for ``spec``, built without ε or momentum so that it holds the framework's own defaults."""
+
+    @abc.abstractmethod
+    def framework_defaults(self, layer: Any) -> tuple[float, float | None]:
+        """The ε and momentum (the framework's own form) a freshly built ``layer`` holds."""
+
+    @abc.abstractmethod
+    def load_state(self, layer: Any, data: CaseData, spec: LayerSpec) -> Any:
+        """Set γ, β and the running statistics from ``data``; return the state ``forward`` takes."""
+
+    @abc.abstractmethod
+    def forward(self, layer: Any, state: Any, x: Any, *, training: bool, hyper: Hyper) -> tuple[Any, Any]:
+        """``(y, new_state)``: one call in training mode (batch statistics, updating the running ones) or inference mode."""
+
+    @abc.abstractmethod
+    def running_statistics(self, layer: Any, state: Any) -> tuple[Any, Any] | None:
+        """The running mean and variance held in ``state``; ``None`` when the layer keeps none."""
+
+    @abc.abstractmethod
+    def vjp(self, layer: Any, state: Any, x: Any, dy: Any, hyper: Hyper) -> tuple[Any, Any, Any]:
+        """``(dx, dγ, dβ)`` of a training-mode call at ``x`` for the upstream gradient ``dy`` (dγ, dβ ``None`` without affine)."""
+
+    def tensor(self, array: np.ndarray, spec: LayerSpec) -> Any:
+        """A float64 NumPy array as the framework's input in ``spec``'s dtype and device."""
+        return array
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        """A framework value as a float64 NumPy array that does not alias live state."""
+        return np.array(value, dtype=np.float64)
+
+    def placement(self, spec: LayerSpec) -> contextlib.AbstractContextManager:
+        """The context the framework's calls run in: device placement, backend flags."""
+        return contextlib.nullcontext()
+
+    # -- the protocol, once -------------------------------------------------------------
     def run(self, case: Case, data: CaseData | None = None, phases: tuple[str, ...] = PHASES) -> dict[str, Outcome]:
         """Run the canonical protocol (see ``reference.simulate``) and return every quantity.
 
         ``phases`` selects among ``"inference"``, ``"training"`` and ``"gradients"``.  A
         framework error in one phase becomes an error outcome for that phase's quantities;
-        the other phases still run.
+        the other phases still run.  A phase the engine does not run is ``unsupported``.
         """
         data = case.materialize() if data is None else data
         settings = self.settings(case)
+        steps = {
+            "inference": lambda: {"y_eval": self.evaluate(case, data, settings)},
+            "training": lambda: self.train(case, data, settings),
+            "gradients": lambda: self.gradients(case, data, settings),
+        }
         outcomes: dict[str, Outcome] = {}
-        if "inference" in phases:
-            outcomes["y_eval"] = Outcome.capture(lambda: self.evaluate(case, data, settings))
-        if "training" in phases:
-            outcomes.update(self._phase(lambda: self.train(case, data, settings), PHASE_QUANTITIES["training"]))
-        if "gradients" in phases:
-            names = PHASE_QUANTITIES["gradients"] if case.affine else ("dx",)
-            outcomes.update(self._phase(lambda: self.gradients(case, data, settings), names))
+        for phase in (p for p in PHASES if p in phases):
+            names = PHASE_QUANTITIES[phase] if phase != "gradients" or case.affine else ("dx",)
+            reason = self.capabilities.phase_reason(phase)
+            if reason is not None:
+                outcomes.update(dict.fromkeys(names, Outcome(unsupported=reason)))
+            else:
+                outcomes.update(self._phase(steps[phase], names))
         return outcomes
 
     @staticmethod
@@ -277,31 +384,70 @@ class Adapter(abc.ABC):
             return dict.fromkeys(names, failure)
         return {name: Outcome(value=np.asarray(value, dtype=np.float64)) for name, value in values.items()}
 
-    @abc.abstractmethod
+    def configured(self, case: Case, settings: Settings) -> tuple[Any, LayerSpec, Hyper]:
+        """The cached layer for ``case``, its spec, and the ε and momentum to run it with."""
+        spec = LayerSpec.of(case)
+        if spec not in self._layers:
+            with self.placement(spec):
+                layer = self.build(spec)
+            self._layers[spec] = (layer, self.framework_defaults(layer))
+        layer, (default_eps, default_momentum) = self._layers[spec]
+        hyper = Hyper(eps=settings.eps if settings.eps_given else default_eps,
+                      momentum=settings.momentum if settings.momentum_given else default_momentum)  # fmt: skip
+        return layer, spec, hyper
+
     def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
         """Inference-mode output on the first batch with the case's running statistics."""
+        layer, spec, hyper = self.configured(case, settings)
+        state = self.load_state(layer, data, spec)
+        with self.placement(spec):
+            y, _ = self.forward(layer, state, self.tensor(data.batches[0], spec), training=False, hyper=hyper)
+            return self.to_numpy(y)
 
-    @abc.abstractmethod
     def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        """Run every training step on one layer, then inference mode on the first batch.
+        """Every training step on one layer, then inference mode on the first batch.
 
         Returns ``y_train`` (steps × shape), ``running_mean`` and ``running_var``
         (steps × C; omitted without running statistics) and ``y_eval_after``.
         """
+        layer, spec, hyper = self.configured(case, settings)
+        state = self.load_state(layer, data, spec)
+        outputs, means, variances = [], [], []
+        with self.placement(spec):
+            for batch in data.batches:
+                y, state = self.forward(layer, state, self.tensor(batch, spec), training=True, hyper=hyper)
+                outputs.append(self.to_numpy(y))
+                statistics = self.running_statistics(layer, state)
+                if statistics is not None:  # converted now: a stateful layer overwrites them next step
+                    means.append(self.to_numpy(statistics[0]))
+                    variances.append(self.to_numpy(statistics[1]))
+            after, _ = self.forward(layer, state, self.tensor(data.batches[0], spec), training=False, hyper=hyper)
+            result = {"y_train": np.stack(outputs), "y_eval_after": self.to_numpy(after)}
+        if means:
+            result.update(running_mean=np.stack(means), running_var=np.stack(variances))
+        return result
 
-    @abc.abstractmethod
     def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
         """dx (and dgamma, dbeta with affine parameters) of the first training step for dy."""
+        layer, spec, hyper = self.configured(case, settings)
+        state = self.load_state(layer, data, spec)
+        with self.placement(spec):
+            dx, dgamma, dbeta = self.vjp(layer, state, self.tensor(data.batches[0], spec), self.tensor(data.dy, spec), hyper)
+            result = {"dx": self.to_numpy(dx)}
+            if case.affine:
+                result.update(dgamma=self.to_numpy(dgamma).reshape(-1), dbeta=self.to_numpy(dbeta).reshape(-1))
+        return result
 
-    @abc.abstractmethod
-    def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
-        """Build the layer for inputs of ``shape`` (batch included) and list its variables."""
-
+    # -- reporting ----------------------------------------------------------------------
     def device_info(self) -> dict[str, str]:
         """What a record should say about the devices: accelerator names, driver, CUDA, cuDNN."""
         driver = nvidia_driver()
         return {"driver": driver} if driver else {}
 
     def snippet(self, case: Case) -> str:
-        """Standalone code in the framework's own API that reproduces ``case`` (no bn-conformance needed)."""
+        """Standalone code in the framework's own API that reproduces ``case`` (no bn-conformance needed).
+
+        It ends by printing one JSON line (``snippets.RESULT_PREFIX``) with every quantity
+        the protocol observes, so a test can check it reproduces ``run``.
+        """
         return f"# {self.label}: no standalone snippet available for this adapter"

@@ -22,8 +22,8 @@ import numpy as np
 from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
-from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
-from .snippets import data_block, header
+from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .snippets import data_block, footer, header
 
 
 @cache
@@ -116,71 +116,40 @@ class FlaxAdapter(Adapter):
         except RuntimeError:
             return frozenset({"cpu"})
 
-    # -- translation ----------------------------------------------------------------
-    @staticmethod
-    def _framework_defaults() -> tuple[float, float]:
-        """Flax's own ε and momentum defaults, read from ``nn.BatchNorm``'s fields."""
-        fields = _linen().BatchNorm.__dataclass_fields__
+    # -- primitives: the layer is its jitted functions, the state its variables ------------
+    def build(self, spec: LayerSpec):
+        return _compiled(spec.axis, spec.affine, self.variant != "two_pass", spec.dtype)
+
+    def framework_defaults(self, layer) -> tuple[float, float]:
+        fields = _linen().BatchNorm.__dataclass_fields__  # Flax's own defaults, from nn.BatchNorm's fields
         return fields["epsilon"].default, fields["momentum"].default
 
-    def _eps(self, settings: Settings) -> float:
-        return settings.eps if settings.eps_given else self._framework_defaults()[0]
+    def load_state(self, layer, data: CaseData, spec: LayerSpec) -> dict:
+        variables = {"batch_stats": {"mean": self.tensor(data.running_mean, spec), "var": self.tensor(data.running_var, spec)}}
+        if spec.affine:
+            variables["params"] = {"scale": self.tensor(data.gamma, spec), "bias": self.tensor(data.beta, spec)}
+        return variables
 
-    def _momentum(self, settings: Settings) -> float:
-        return settings.momentum if settings.momentum_given else self._framework_defaults()[1]
+    def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
+        evaluate, train_step, _ = layer
+        if not training:
+            return evaluate(state, x, hyper.eps), state
+        y, stats = train_step(state, x, hyper.eps, hyper.momentum)
+        return y, {**state, "batch_stats": stats}
 
-    def _functions(self, case: Case):
-        return _compiled(case.layout.axis, case.affine, self.variant != "two_pass", case.dtype)
+    def running_statistics(self, layer, state):
+        return state["batch_stats"]["mean"], state["batch_stats"]["var"]
 
-    def _put(self, array: np.ndarray, case: Case):
+    def vjp(self, layer, state, x, dy, hyper: Hyper):
+        dx, dparams = layer[2](state, x, dy, hyper.eps)
+        return dx, dparams.get("scale"), dparams.get("bias")
+
+    def tensor(self, array: np.ndarray, spec: LayerSpec):
         jax = _jax()
         import jax.numpy as jnp
 
-        device = jax.devices("gpu" if case.device == "gpu" else "cpu")[0]
-        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(case.dtype), device)
-
-    def _variables(self, case: Case, data: CaseData) -> dict:
-        variables = {"batch_stats": {"mean": self._put(data.running_mean, case), "var": self._put(data.running_var, case)}}
-        if case.affine:
-            variables["params"] = {"scale": self._put(data.gamma, case), "bias": self._put(data.beta, case)}
-        return variables
-
-    @staticmethod
-    def _numpy(value) -> np.ndarray:
-        return np.asarray(value).astype(np.float64)
-
-    # -- the protocol -------------------------------------------------------------------
-    def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
-        evaluate, _, _ = self._functions(case)
-        return self._numpy(evaluate(self._variables(case, data), self._put(data.batches[0], case), self._eps(settings)))
-
-    def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        evaluate, train_step, _ = self._functions(case)
-        variables = self._variables(case, data)
-        outputs, means, variances = [], [], []
-        for batch in data.batches:
-            y, stats = train_step(variables, self._put(batch, case), self._eps(settings), self._momentum(settings))
-            variables = {**variables, "batch_stats": stats}
-            outputs.append(self._numpy(y))
-            means.append(self._numpy(stats["mean"]))
-            variances.append(self._numpy(stats["var"]))
-        after = self._numpy(evaluate(variables, self._put(data.batches[0], case), self._eps(settings)))
-        return {
-            "y_train": np.stack(outputs),
-            "running_mean": np.stack(means),
-            "running_var": np.stack(variances),
-            "y_eval_after": after,
-        }
-
-    def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        _, _, gradients = self._functions(case)
-        dx, dparams = gradients(
-            self._variables(case, data), self._put(data.batches[0], case), self._put(data.dy, case), self._eps(settings)
-        )
-        result = {"dx": self._numpy(dx)}
-        if case.affine:
-            result.update(dgamma=self._numpy(dparams["scale"]), dbeta=self._numpy(dparams["bias"]))
-        return result
+        device = jax.devices("gpu" if spec.device == "gpu" else "cpu")[0]
+        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(spec.dtype), device)
 
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
         jax = _jax()
@@ -235,18 +204,22 @@ variables = {{"batch_stats": {{"mean": put(running_mean), "var": put(running_var
 if gamma is not None:
     variables["params"] = {{"scale": put(gamma), "bias": put(beta)}}
 
-print("y_eval", np.asarray(layer.apply(variables, put(batches[0]), use_running_average=True), dtype=np.float64))
-state = variables
-for step, batch in enumerate(batches):
+quantities["y_eval"] = layer.apply(variables, put(batches[0]), use_running_average=True)
+state, quantities["y_train"], quantities["running_mean"], quantities["running_var"] = variables, [], [], []
+for batch in batches:
     y, updates = layer.apply(state, put(batch), use_running_average=False, mutable=["batch_stats"])
     state = {{**state, **updates}}
-    print("y_train", step, np.asarray(y, dtype=np.float64), "batch_stats", jax.tree_util.tree_map(np.asarray, updates))
+    quantities["y_train"].append(y)
+    quantities["running_mean"].append(updates["batch_stats"]["mean"])
+    quantities["running_var"].append(updates["batch_stats"]["var"])
+quantities["y_eval_after"] = layer.apply(state, put(batches[0]), use_running_average=True)
 
 def forward(x, params):
     merged = {{**variables, "params": params}} if gamma is not None else variables
     return layer.apply(merged, x, use_running_average=False, mutable=["batch_stats"])[0]
 
 _, pullback = jax.vjp(forward, put(batches[0]), variables.get("params", {{}}))
-dx, dparams = pullback(put(dy))
-print("dx", np.asarray(dx, dtype=np.float64), "dparams", jax.tree_util.tree_map(np.asarray, dparams))
-"""
+quantities["dx"], dparams = pullback(put(dy))
+if gamma is not None:
+    quantities["dgamma"], quantities["dbeta"] = dparams["scale"], dparams["bias"]
+""" + footer()

@@ -1,17 +1,21 @@
-"""Keras 3 adapter (TensorFlow backend): ``keras.layers.BatchNormalization``.
+"""Keras 3 adapters: ``keras.layers.BatchNormalization`` on each Keras backend.
 
-Conventions: ``momentum`` is the decay itself (weights the old statistic, default 0.99);
-ε = 1e-3 inside the root; the running variance is updated with the biased batch variance;
-channels on any axis (default −1).  Variables: ``gamma``, ``beta`` (trainable),
-``moving_mean``, ``moving_variance`` (non-trainable), so ``count_params()`` is 4·C.
+Conventions (Keras' own, whatever the backend): ``momentum`` is the decay itself (weights
+the old statistic, default 0.99); ε = 1e-3 inside the root; the running variance is updated
+with the biased batch variance; channels on any axis (default −1).  Variables: ``gamma``,
+``beta`` (trainable), ``moving_mean``, ``moving_variance`` (non-trainable), so
+``count_params()`` is 4·C.
 
-Keras reads ``KERAS_BACKEND`` once, at its first import; this adapter needs the TensorFlow
-backend and reports itself unavailable when Keras was already imported with another one.
+Keras reads ``KERAS_BACKEND`` once, at its first import, so each backend is its own
+framework with its own process: ``keras`` (TensorFlow), ``keras-jax`` and ``keras-torch``.
+An adapter reports itself unavailable when Keras was already imported with another backend.
+Everything but the backend's bits (its version, gradients and snippet lines) is shared here.
 Layers are cached per configuration and their variables reset for each case.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import ClassVar
 
@@ -20,56 +24,47 @@ import numpy as np
 from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
-from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
-from .snippets import data_block, header
-
-BACKEND = "tensorflow"
+from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .snippets import data_block, footer, header
 
 
-def _keras():
+def _keras(backend: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", BACKEND)
+    os.environ.setdefault("KERAS_BACKEND", backend)
+    if backend == "jax":  # before Keras imports JAX: without it float64 cases silently run in float32
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     import keras
 
-    if keras.backend.backend() != BACKEND:
+    if keras.backend.backend() != backend:
         raise ImportError(
             f"Keras was imported with the {keras.backend.backend()!r} backend; this adapter needs "
-            f"{BACKEND!r} (set KERAS_BACKEND={BACKEND} before Keras is first imported)"
+            f"{backend!r} (set KERAS_BACKEND={backend} before Keras is first imported)"
         )
     return keras
 
 
-def _tf():
-    _keras()
-    import tensorflow as tf
-
-    return tf
-
-
 class KerasAdapter(Adapter):
-    name = "keras"
-    variants: ClassVar[dict[str, str]] = {}
-    process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": BACKEND}
+    """The TensorFlow backend; ``KerasJaxAdapter`` and ``KerasTorchAdapter`` change the backend's bits only."""
 
-    def __init__(self, variant: str = "") -> None:
-        super().__init__(variant)
-        self._layers: dict[tuple, object] = {}
-        self._defaults: dict[tuple, tuple] = {}
+    name = "keras"
+    backend = "tensorflow"
+    variants: ClassVar[dict[str, str]] = {}
+    process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
+
+    def keras(self):
+        return _keras(self.backend)
 
     def version(self) -> str:
-        keras = _keras()
-        return f"{keras.__version__} ({BACKEND} {_tf().__version__})"
+        import tensorflow as tf
+
+        return f"{self.keras().__version__} (tensorflow {tf.__version__})"
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            ranks=frozenset({2, 3, 4, 5}),
-            dtypes=frozenset(DTYPES),
-            devices=frozenset({"cpu", "gpu"}),
-            any_channel_axis=True,
-            affine_off=True,
-            cumulative=False,
-        )
+        return Capabilities(ranks=frozenset({2, 3, 4, 5}), dtypes=frozenset(DTYPES), devices=frozenset({"cpu", "gpu"}),
+                            any_channel_axis=True, affine_off=True, cumulative=False)  # fmt: skip
 
     @property
     def conventions(self) -> FrameworkConventions:
@@ -89,88 +84,61 @@ class KerasAdapter(Adapter):
         )
 
     def available_devices(self) -> frozenset[str]:
-        return frozenset({"cpu", "gpu"}) if _tf().config.list_physical_devices("GPU") else frozenset({"cpu"})
+        return frozenset({"cpu", "gpu"}) if self.gpu_present() else frozenset({"cpu"})
 
-    # -- translation ----------------------------------------------------------------
-    def _device(self, case: Case):
-        return _tf().device("/GPU:0" if case.device == "gpu" else "/CPU:0")
+    def gpu_present(self) -> bool:
+        import tensorflow as tf
 
-    def _layer(self, case: Case, settings: Settings):
-        keras = _keras()
-        key = (case.rank, case.layout.axis, case.channels, case.dtype, case.affine, case.device)
-        layer = self._layers.get(key)
-        if layer is None:
-            with self._device(case):  # built without epsilon/momentum: it holds Keras' own defaults
-                layer = keras.layers.BatchNormalization(
-                    axis=case.layout.axis, center=case.affine, scale=case.affine, dtype=case.dtype
-                )
-                layer.build((None, *case.shape[1:]))
-            self._layers[key] = layer
-            self._defaults[key] = (layer.epsilon, layer.momentum)
-        # Read at call time, so a cached layer serves every ε and momentum.
-        default_eps, default_momentum = self._defaults[key]
-        layer.epsilon = settings.eps if settings.eps_given else default_eps
-        layer.momentum = settings.momentum if settings.momentum_given else default_momentum
+        self.keras()
+        return bool(tf.config.list_physical_devices("GPU"))
+
+    # -- primitives -------------------------------------------------------------------
+    def build(self, spec: LayerSpec):
+        layer = self.keras().layers.BatchNormalization(axis=spec.axis, center=spec.affine, scale=spec.affine, dtype=spec.dtype)
+        layer.build(spec.input_shape)
         return layer
 
-    @staticmethod
-    def _reset(layer, data: CaseData) -> None:
+    def framework_defaults(self, layer) -> tuple[float, float]:
+        return layer.epsilon, layer.momentum
+
+    def load_state(self, layer, data: CaseData, spec: LayerSpec):
         if data.gamma is not None:
             layer.gamma.assign(data.gamma.astype(layer.gamma.dtype))
             layer.beta.assign(data.beta.astype(layer.beta.dtype))
         layer.moving_mean.assign(data.running_mean.astype(layer.moving_mean.dtype))
         layer.moving_variance.assign(data.running_var.astype(layer.moving_variance.dtype))
+        return layer
 
-    def _tensor(self, array: np.ndarray, case: Case):
-        tf = _tf()
-        return tf.cast(tf.constant(array, dtype=tf.float64), case.dtype)
+    def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
+        layer.epsilon, layer.momentum = hyper.eps, hyper.momentum  # read at call time: one layer serves every ε
+        return layer(x, training=training), layer
 
-    @staticmethod
-    def _numpy(value) -> np.ndarray:
-        return np.array(_tf().cast(value, "float64").numpy(), dtype=np.float64)
+    def running_statistics(self, layer, state):
+        return layer.moving_mean, layer.moving_variance
 
-    # -- the protocol -------------------------------------------------------------------
-    def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
-        layer = self._layer(case, settings)
-        self._reset(layer, data)
-        with self._device(case):
-            return self._numpy(layer(self._tensor(data.batches[0], case), training=False))
+    def vjp(self, layer, state, x, dy, hyper: Hyper):
+        import tensorflow as tf
 
-    def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        layer = self._layer(case, settings)
-        self._reset(layer, data)
-        outputs, means, variances = [], [], []
-        with self._device(case):
-            for batch in data.batches:
-                outputs.append(self._numpy(layer(self._tensor(batch, case), training=True)))
-                means.append(self._numpy(layer.moving_mean))
-                variances.append(self._numpy(layer.moving_variance))
-            after = self._numpy(layer(self._tensor(data.batches[0], case), training=False))
-        return {
-            "y_train": np.stack(outputs),
-            "running_mean": np.stack(means),
-            "running_var": np.stack(variances),
-            "y_eval_after": after,
-        }
+        layer.epsilon = hyper.eps
+        sources = [x] + ([layer.gamma.value, layer.beta.value] if layer.scale else [])
+        with tf.GradientTape() as tape:
+            tape.watch(sources)
+            y = layer(x, training=True)
+        return (*tape.gradient(y, sources, output_gradients=dy), None, None)[:3]
 
-    def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        tf = _tf()
-        layer = self._layer(case, settings)
-        self._reset(layer, data)
-        with self._device(case):
-            x = self._tensor(data.batches[0], case)
-            sources = [x] + ([layer.gamma.value, layer.beta.value] if case.affine else [])
-            with tf.GradientTape() as tape:
-                tape.watch(sources)
-                y = layer(x, training=True)
-            grads = tape.gradient(y, sources, output_gradients=self._tensor(data.dy, case))
-        result = {"dx": self._numpy(grads[0])}
-        if case.affine:
-            result.update(dgamma=self._numpy(grads[1]), dbeta=self._numpy(grads[2]))
-        return result
+    def tensor(self, array: np.ndarray, spec: LayerSpec):
+        ops = self.keras().ops
+        return ops.cast(ops.convert_to_tensor(np.asarray(array, dtype=np.float64)), spec.dtype)
+
+    def to_numpy(self, value) -> np.ndarray:
+        ops = self.keras().ops
+        return np.array(ops.convert_to_numpy(ops.cast(value, "float64")), dtype=np.float64)
+
+    def placement(self, spec: LayerSpec):
+        return self.keras().device("gpu:0" if spec.device == "gpu" else "cpu:0")
 
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
-        keras = _keras()
+        keras = self.keras()
         layer = keras.layers.BatchNormalization(axis=channel_axis, dtype=dtype)
         model = keras.Sequential([keras.Input(shape=tuple(shape[1:]), dtype=dtype), layer])
         roles = {v: k for k, v in self.conventions.parameter_names.items()}
@@ -193,7 +161,8 @@ class KerasAdapter(Adapter):
         )
 
     def device_info(self) -> dict[str, str]:
-        tf = _tf()
+        import tensorflow as tf
+
         gpus = tf.config.list_physical_devices("GPU")
         build = tf.sysconfig.get_build_info()
         info = {**super().device_info(), "gpus": ", ".join(g.name for g in gpus) or "none"}
@@ -201,45 +170,155 @@ class KerasAdapter(Adapter):
             info.update(cuda=str(build.get("cuda_version")), cudnn=str(build.get("cudnn_version")))
         return info
 
+    # -- the snippet: shared, with the backend's imports and gradient lines -------------------
+    SNIPPET_IMPORTS = "import tensorflow as tf\n"
+    SNIPPET_GRADIENTS = """with tf.GradientTape() as tape:
+    tape.watch(sources)
+    y = layer(x, training=True)
+grads = tape.gradient(y, sources, output_gradients=dy_)
+"""
+
     def snippet(self, case: Case) -> str:
         settings = self.settings(case)
-        device = "/GPU:0" if case.device == "gpu" else "/CPU:0"
+        device = "gpu:0" if case.device == "gpu" else "cpu:0"
         kwargs = (f"momentum={settings.momentum!r}, " if settings.momentum_given else "") + (
             f"epsilon={settings.eps!r}, " if settings.eps_given else ""
         )
-        return header(case, "keras (TensorFlow backend)") + f"""import os
+        x64 = 'import jax\n\njax.config.update("jax_enable_x64", True)\n' if self.backend == "jax" else ""
+        return header(case, f"keras ({self.backend} backend)") + f"""import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-import keras
-import tensorflow as tf
-
+os.environ["KERAS_BACKEND"] = "{self.backend}"  # Keras reads it once, at its first import
+{x64}import keras
+{self.SNIPPET_IMPORTS}
 {data_block(case.materialize())}
+ops = keras.ops
 def tensor(a):
-    return tf.cast(tf.constant(a, dtype=tf.float64), "{case.dtype}")
+    return ops.cast(ops.convert_to_tensor(np.asarray(a, dtype=np.float64)), "{case.dtype}")
 
-with tf.device("{device}"):
+def numpy(v):
+    return np.array(ops.convert_to_numpy(ops.cast(v, "float64")))
+
+with keras.device("{device}"):
     layer = keras.layers.BatchNormalization(axis={case.layout.axis}, {kwargs}center={case.affine}, scale={case.affine},
                                             dtype="{case.dtype}")
-    layer.build((None, *{tuple(case.shape[1:])!r}))
-    def reset():
+    layer.build({LayerSpec.of(case).input_shape!r})
+    def reset():  # every phase starts from the case's parameters and running statistics
         if gamma is not None:
             layer.gamma.assign(gamma.astype(layer.gamma.dtype)); layer.beta.assign(beta.astype(layer.beta.dtype))
         layer.moving_mean.assign(running_mean.astype(layer.moving_mean.dtype))
         layer.moving_variance.assign(running_var.astype(layer.moving_variance.dtype))
 
     reset()
-    print("y_eval", tf.cast(layer(tensor(batches[0]), training=False), "float64").numpy())
-    for step, batch in enumerate(batches):
-        print("y_train", step, tf.cast(layer(tensor(batch), training=True), "float64").numpy())
-        print("moving_mean", layer.moving_mean.numpy(), "moving_variance", layer.moving_variance.numpy())
+    quantities["y_eval"] = numpy(layer(tensor(batches[0]), training=False))
     reset()
-    x = tensor(batches[0])
+    steps = []
+    for batch in batches:
+        steps.append((numpy(layer(tensor(batch), training=True)), numpy(layer.moving_mean), numpy(layer.moving_variance)))
+    quantities["y_train"], quantities["running_mean"], quantities["running_var"] = (list(s) for s in zip(*steps))
+    quantities["y_eval_after"] = numpy(layer(tensor(batches[0]), training=False))
+    reset()
+    x, dy_ = tensor(batches[0]), tensor(dy)
     sources = [x] + ([layer.gamma.value, layer.beta.value] if gamma is not None else [])
-    with tf.GradientTape() as tape:
-        tape.watch(sources)
-        y = layer(x, training=True)
-    grads = tape.gradient(y, sources, output_gradients=tensor(dy))
-    print("dx", tf.cast(grads[0], "float64").numpy())
-    if gamma is not None:
-        print("dgamma", grads[1].numpy(), "dbeta", grads[2].numpy())
+{_indent(self.SNIPPET_GRADIENTS)}
+    for name, grad in zip(["dx", "dgamma", "dbeta"], grads):
+        quantities[name] = numpy(grad)
+""" + footer()
+
+
+def _indent(block: str) -> str:
+    return "".join(f"    {line}\n" if line else "\n" for line in block.splitlines())
+
+
+class KerasJaxAdapter(KerasAdapter):
+    """Keras on JAX: gradients through ``stateless_call`` and ``jax.vjp``."""
+
+    name = "keras-jax"
+    backend = "jax"
+    process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "jax"}
+
+    def version(self) -> str:
+        import jax
+
+        return f"{self.keras().__version__} (jax {jax.__version__})"
+
+    def gpu_present(self) -> bool:
+        import jax
+
+        self.keras()
+        return any(d.platform == "gpu" for d in jax.devices())
+
+    def device_info(self) -> dict[str, str]:
+        import jax
+
+        self.keras()
+        return {**Adapter.device_info(self), "backend": jax.default_backend(), "devices": ", ".join(map(str, jax.devices()))}
+
+    def vjp(self, layer, state, x, dy, hyper: Hyper):
+        import jax
+
+        layer.epsilon = hyper.eps
+        fixed = [v.value for v in layer.non_trainable_variables]
+
+        def forward(x, trainable):
+            return layer.stateless_call(trainable, fixed, x, training=True)[0]
+
+        _, pullback = jax.vjp(forward, x, [v.value for v in layer.trainable_variables])
+        dx, dparams = pullback(dy)
+        return (dx, *dparams, None, None)[:3]  # trainable_variables: [gamma, beta]
+
+    SNIPPET_IMPORTS = "import jax\n"
+    SNIPPET_GRADIENTS = """fixed = [v.value for v in layer.non_trainable_variables]
+def forward(x, trainable):
+    return layer.stateless_call(trainable, fixed, x, training=True)[0]
+_, pullback = jax.vjp(forward, x, [v.value for v in layer.trainable_variables])
+dx, dparams = pullback(dy_)
+grads = [dx, *dparams]
+"""
+
+
+class KerasTorchAdapter(KerasAdapter):
+    """Keras on PyTorch: gradients through ``torch.autograd``.
+
+    Its backend computes the batch variance as E[x²] − E[x]² (``keras/src/backend/torch/nn.py``,
+    ``moments``), unlike the TensorFlow and JAX backends: declared as the fast algorithm.
+    """
+
+    name = "keras-torch"
+    backend = "torch"
+    process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "torch"}
+
+    @property
+    def conventions(self) -> FrameworkConventions:
+        return dataclasses.replace(super().conventions, variance_algorithm="fast")
+
+    def version(self) -> str:
+        import torch
+
+        return f"{self.keras().__version__} (torch {torch.__version__})"
+
+    def gpu_present(self) -> bool:
+        import torch
+
+        return torch.cuda.is_available()
+
+    def device_info(self) -> dict[str, str]:
+        import torch
+
+        info = {**Adapter.device_info(self), "cuda_available": str(torch.cuda.is_available())}
+        if torch.cuda.is_available():
+            info.update(gpu=torch.cuda.get_device_name(0), cuda=str(torch.version.cuda))
+        return info
+
+    def vjp(self, layer, state, x, dy, hyper: Hyper):
+        import torch
+
+        layer.epsilon = hyper.eps
+        x = x.detach().requires_grad_(True)
+        sources = [x] + ([layer.gamma.value, layer.beta.value] if layer.scale else [])
+        return (*torch.autograd.grad(layer(x, training=True), sources, grad_outputs=dy), None, None)[:3]
+
+    SNIPPET_IMPORTS = "import torch\n"
+    SNIPPET_GRADIENTS = """x = x.detach().requires_grad_(True)
+sources[0] = x
+grads = torch.autograd.grad(layer(x, training=True), sources, grad_outputs=dy_)
 """

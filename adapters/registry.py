@@ -22,6 +22,8 @@ from .base import Adapter, unknown_variant_message
 BUILTIN_ADAPTERS: dict[str, str] = {
     "torch": "adapters.torch:TorchAdapter",
     "keras": "adapters.keras:KerasAdapter",
+    "keras-jax": "adapters.keras:KerasJaxAdapter",
+    "keras-torch": "adapters.keras:KerasTorchAdapter",
     "flax": "adapters.flax:FlaxAdapter",
 }
 ENTRY_POINT_GROUP = "bnconf.adapters"
@@ -84,6 +86,18 @@ def validate_spec(spec: str) -> None:
         return
     if variant and variant not in cls.variants:
         raise UnknownFrameworkError(unknown_variant_message(name, variant, cls.variants))
+
+
+def declared_environment(spec: str) -> dict[str, str]:
+    """The environment ``spec``'s adapter declares its process must start with (``Adapter.process_environment``).
+
+    Read from the class, without importing the framework; empty for a framework that is not
+    registered or cannot be imported (running it reports why).
+    """
+    try:
+        return dict(adapter_class(split_spec(spec)[0]).process_environment)
+    except (FrameworkUnavailableError, UnknownFrameworkError):
+        return {}
 
 
 def get_adapter(spec: str) -> Adapter:

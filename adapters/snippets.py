@@ -2,7 +2,10 @@
 
 A snippet reproduces one case with nothing but NumPy and the framework: the case's arrays
 are embedded (as literals when small, as base64 float64 bytes when large), so it runs
-without bn-conformance installed.
+without bn-conformance installed.  Every snippet runs the protocol (inference, the training
+steps then inference, gradients, each from the case's initial state), collects what it
+observes in a dict ``quantities`` and ends with ``footer()``: one JSON line of every
+quantity, so a test can check that the snippet reproduces the adapter's own outcome.
 """
 
 from __future__ import annotations
@@ -44,5 +47,13 @@ def header(case: Case, framework: str) -> str:
     return (
         f"# Reproduces a bn-conformance case on {framework}: shape {list(case.shape)}, channel axis "
         f"{case.channel_axis}, {case.dtype}.\n# Arrays are the case's data, already rounded to {case.dtype}.\n"
-        "import base64\n\nimport numpy as np\n"
+        "import base64\nimport json\n\nimport numpy as np\n\nquantities = {}\n"
+    )
+
+
+def footer() -> str:
+    """The snippet's last line of output: ``quantities`` as one JSON object of float64 lists."""
+    return (
+        "\n# One machine-readable line: every quantity observed, as float64 (nested) lists.\n"
+        "print(json.dumps({name: np.asarray(value, dtype=np.float64).tolist() for name, value in quantities.items()}))\n"
     )

@@ -20,8 +20,8 @@ import numpy as np
 from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
-from .base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
-from .snippets import data_block, header
+from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .snippets import data_block, footer, header
 
 
 def _torch():
@@ -38,11 +38,6 @@ class TorchAdapter(Adapter):
         "no_cudnn": "cuDNN disabled (torch.backends.cudnn.flags(enabled=False)); CUDA only differs",
     }
 
-    def __init__(self, variant: str = "") -> None:
-        super().__init__(variant)
-        self._modules: dict[tuple, object] = {}
-        self._defaults: dict[tuple, tuple] = {}
-
     def version(self) -> str:
         return _torch().__version__
 
@@ -56,7 +51,7 @@ class TorchAdapter(Adapter):
             any_channel_axis=False,
             affine_off=True,
             cumulative=self.variant != "no_running_stats",
-            memory_format_twin="torch:channels_last" if self.variant == "" else None,
+            memory_format_twins=("channels_last",) if self.variant == "" else (),
         )
 
     @property
@@ -85,106 +80,69 @@ class TorchAdapter(Adapter):
     def available_devices(self) -> frozenset[str]:
         return frozenset({"cpu", "gpu"}) if _torch().cuda.is_available() else frozenset({"cpu"})
 
-    # -- translation ----------------------------------------------------------------
+    # -- primitives -------------------------------------------------------------------
     @staticmethod
     def module_class(rank: int):
         nn = _torch().nn
         return {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}[rank]
 
-    def _device(self, case_device: str) -> str:
-        return "cuda" if case_device == "gpu" else "cpu"
+    @staticmethod
+    def _device(spec: LayerSpec) -> str:
+        return "cuda" if spec.device == "gpu" else "cpu"
 
-    def _module(self, case: Case, settings: Settings):
+    def build(self, spec: LayerSpec):
         torch = _torch()
-        key = (case.rank, case.channels, case.dtype, case.affine, case.device)
-        module = self._modules.get(key)
-        if module is None:
-            # Built without eps/momentum: what it holds then is PyTorch's own default.
-            module = self.module_class(case.rank)(
-                case.channels,
-                affine=case.affine,
-                track_running_stats=self.variant != "no_running_stats",
-            ).to(device=self._device(case.device), dtype=getattr(torch, case.dtype))
-            self._modules[key] = module
-            self._defaults[key] = (module.eps, module.momentum)
-        default_eps, default_momentum = self._defaults[key]
-        module.eps = settings.eps if settings.eps_given else default_eps
-        module.momentum = settings.momentum if settings.momentum_given else default_momentum  # None: cumulative
-        return module
+        return self.module_class(spec.rank)(
+            spec.channels, affine=spec.affine, track_running_stats=self.variant != "no_running_stats"
+        ).to(device=self._device(spec), dtype=getattr(torch, spec.dtype))
 
-    def _reset(self, module, data: CaseData) -> None:
+    def framework_defaults(self, layer) -> tuple[float, float | None]:
+        return layer.eps, layer.momentum
+
+    def load_state(self, layer, data: CaseData, spec: LayerSpec):
         torch = _torch()
         with torch.no_grad():
             if data.gamma is not None:
-                module.weight.copy_(torch.from_numpy(data.gamma))
-                module.bias.copy_(torch.from_numpy(data.beta))
-                module.weight.grad = None
-                module.bias.grad = None
-            if module.track_running_stats:
-                module.running_mean.copy_(torch.from_numpy(data.running_mean))
-                module.running_var.copy_(torch.from_numpy(data.running_var))
-                module.num_batches_tracked.zero_()
+                layer.weight.copy_(torch.from_numpy(data.gamma))
+                layer.bias.copy_(torch.from_numpy(data.beta))
+            if layer.track_running_stats:
+                layer.running_mean.copy_(torch.from_numpy(data.running_mean))
+                layer.running_var.copy_(torch.from_numpy(data.running_var))
+                layer.num_batches_tracked.zero_()
+        return layer
 
-    def _tensor(self, array: np.ndarray, case: Case):
+    def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
+        layer.eps, layer.momentum = hyper.eps, hyper.momentum  # momentum None: a cumulative average
+        layer.train(training)
+        with _torch().no_grad():
+            return layer(x), layer
+
+    def running_statistics(self, layer, state):
+        return (layer.running_mean, layer.running_var) if layer.track_running_stats else None
+
+    def vjp(self, layer, state, x, dy, hyper: Hyper):
+        layer.eps, layer.momentum = hyper.eps, hyper.momentum
+        layer.train(True)
+        x = x.detach().requires_grad_(True)
+        sources = [x, layer.weight, layer.bias] if layer.affine else [x]
+        grads = _torch().autograd.grad(layer(x), sources, grad_outputs=dy)
+        return (*grads, None, None)[:3]
+
+    def tensor(self, array: np.ndarray, spec: LayerSpec):
         torch = _torch()
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(
-            device=self._device(case.device), dtype=getattr(torch, case.dtype)
-        )
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device=self._device(spec), dtype=getattr(torch, spec.dtype))
         if self.variant == "channels_last":
-            fmt = torch.channels_last if case.rank == 4 else torch.channels_last_3d
-            tensor = tensor.contiguous(memory_format=fmt)
+            tensor = tensor.contiguous(memory_format=torch.channels_last if spec.rank == 4 else torch.channels_last_3d)
         return tensor
 
-    @staticmethod
-    def _numpy(tensor) -> np.ndarray:
+    def to_numpy(self, value) -> np.ndarray:
         # .copy(): a float64 CPU tensor converts without a copy and would alias live state
-        return tensor.detach().to(device="cpu", dtype=_torch().float64).numpy().copy()
+        return value.detach().to(device="cpu", dtype=_torch().float64).numpy().copy()
 
-    def _backend_flags(self):
+    def placement(self, spec: LayerSpec):
         if self.variant == "no_cudnn":
             return _torch().backends.cudnn.flags(enabled=False)
         return contextlib.nullcontext()
-
-    # -- the protocol -------------------------------------------------------------------
-    def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
-        torch = _torch()
-        module = self._module(case, settings)
-        self._reset(module, data)
-        module.eval()
-        with torch.no_grad(), self._backend_flags():
-            return self._numpy(module(self._tensor(data.batches[0], case)))
-
-    def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        torch = _torch()
-        module = self._module(case, settings)
-        self._reset(module, data)
-        module.train()
-        outputs, means, variances = [], [], []
-        with torch.no_grad(), self._backend_flags():
-            for batch in data.batches:
-                outputs.append(self._numpy(module(self._tensor(batch, case))))
-                if module.track_running_stats:
-                    means.append(self._numpy(module.running_mean))
-                    variances.append(self._numpy(module.running_var))
-            module.eval()
-            after = self._numpy(module(self._tensor(data.batches[0], case)))
-        result = {"y_train": np.stack(outputs), "y_eval_after": after}
-        if module.track_running_stats:
-            result.update(running_mean=np.stack(means), running_var=np.stack(variances))
-        return result
-
-    def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        module = self._module(case, settings)
-        self._reset(module, data)
-        module.train()
-        x = self._tensor(data.batches[0], case).detach().requires_grad_(True)
-        with self._backend_flags():
-            y = module(x)
-            y.backward(self._tensor(data.dy, case))
-        result = {"dx": self._numpy(x.grad)}
-        if case.affine:
-            result.update(dgamma=self._numpy(module.weight.grad), dbeta=self._numpy(module.bias.grad))
-        return result
 
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
         torch = _torch()
@@ -244,27 +202,37 @@ def tensor(a):
 def data(a):  # inputs and upstream gradients, in the case's memory format
     return tensor(a){memory}
 
+def numpy(t):
+    return t.detach().double().cpu().numpy().copy()
+
 layer = torch.nn.{cls}({case.channels}, {kwargs}affine={case.affine},
                        track_running_stats={self.variant != "no_running_stats"}).to(device=device, dtype=dtype)
-with torch.no_grad():
-    if gamma is not None:
-        layer.weight.copy_(tensor(gamma)); layer.bias.copy_(tensor(beta))
-    if layer.track_running_stats:
-        layer.running_mean.copy_(tensor(running_mean)); layer.running_var.copy_(tensor(running_var))
-
-layer.eval()
-print("y_eval", layer(data(batches[0])).detach().double().cpu().numpy())
-layer.train()
-for step, batch in enumerate(batches):
-    x = data(batch).requires_grad_(step == 0)
-    y = layer(x)
-    print("y_train", step, y.detach().double().cpu().numpy())
-    if layer.track_running_stats:
-        print("running_mean", layer.running_mean.double().cpu().numpy(), "running_var", layer.running_var.double().cpu().numpy())
-    if step == 0:
-        y.backward(data(dy))
-        print("dx", x.grad.double().cpu().numpy())
+def reset():  # every phase starts from the case's parameters and running statistics
+    with torch.no_grad():
         if gamma is not None:
-            print("dgamma", layer.weight.grad.double().cpu().numpy(), "dbeta", layer.bias.grad.double().cpu().numpy())
-# Note: the gradient above is taken at the initial parameters; bn-conformance takes it on a fresh layer.
-"""
+            layer.weight.copy_(tensor(gamma)); layer.bias.copy_(tensor(beta))
+        if layer.track_running_stats:
+            layer.running_mean.copy_(tensor(running_mean)); layer.running_var.copy_(tensor(running_var))
+            layer.num_batches_tracked.zero_()
+
+reset()
+with torch.no_grad():
+    quantities["y_eval"] = numpy(layer.eval()(data(batches[0])))
+    reset()
+    layer.train()
+    y_train, means, variances = [], [], []
+    for batch in batches:
+        y_train.append(numpy(layer(data(batch))))
+        if layer.track_running_stats:
+            means.append(numpy(layer.running_mean)); variances.append(numpy(layer.running_var))
+    quantities["y_train"] = y_train
+    if means:
+        quantities["running_mean"], quantities["running_var"] = means, variances
+    quantities["y_eval_after"] = numpy(layer.eval()(data(batches[0])))
+reset()
+x = data(batches[0]).requires_grad_(True)
+y = layer.train()(x)
+sources = [x, layer.weight, layer.bias] if gamma is not None else [x]
+for name, grad in zip(["dx", "dgamma", "dbeta"], torch.autograd.grad(y, sources, grad_outputs=data(dy))):
+    quantities[name] = numpy(grad)
+""" + footer()

@@ -8,12 +8,13 @@ the harness's comparison and detection logic only; they are never evidence about
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
 
-from adapters.base import Adapter, Capabilities, FrameworkConventions, Inventory, Settings, Variable
-from datamodel.case import Case, CaseData
+from adapters.base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Settings, Variable
+from datamodel.case import CaseData
 from reference import Conventions
 from reference.dtypes import round_to
 
@@ -56,10 +57,8 @@ class NumpyAdapter(Adapter):
     #: What this "framework" really uses when a case leaves ε or the momentum unset.
     ACTUAL_EPS, ACTUAL_MOMENTUM = 1e-5, 0.1
 
-    def _eps(self, settings: Settings) -> float:
-        return settings.eps if settings.eps_given else self.ACTUAL_EPS
-
     def _decay(self, settings: Settings) -> float | None:
+        """The decay a run with ``settings`` really uses (for fakes that post-process ``train``)."""
         if not settings.momentum_given:
             return 1.0 - self.ACTUAL_MOMENTUM
         return settings.decay
@@ -74,22 +73,66 @@ class NumpyAdapter(Adapter):
             parameter_names={"scale": "weight", "offset": "bias", "running_mean": "running_mean", "running_variance": "running_var"},
         )  # fmt: skip
 
+    # -- the primitives: the layer is its spec, the state a dict of NumPy arrays -------------
+    def build(self, spec: LayerSpec) -> LayerSpec:
+        return spec
+
+    def framework_defaults(self, layer: LayerSpec) -> tuple[float, float]:
+        return self.ACTUAL_EPS, self.ACTUAL_MOMENTUM
+
+    def load_state(self, layer: LayerSpec, data: CaseData, spec: LayerSpec) -> dict:
+        dt = self._work_dtype(spec)
+        gamma, beta = self._params(spec, data, dt)
+        return {"gamma": gamma, "beta": beta, "mean": data.running_mean.copy(), "var": data.running_var.copy(), "steps": 0}
+
+    def forward(self, layer: LayerSpec, state: dict, x, *, training: bool, hyper: Hyper):
+        dt = self._work_dtype(layer)
+        x = x.astype(dt)
+        with np.errstate(all="ignore"):
+            if not training:
+                return self._eval(layer, state, x, hyper), state
+            mean, var = self._stats(layer, x)
+            y = self._out(layer, self._normalize(layer, x, mean, var, hyper.eps, state["gamma"], state["beta"], dt))
+        return y, self._update(layer, state, x, mean, var, hyper)
+
+    def running_statistics(self, layer: LayerSpec, state: dict):
+        return state["mean"], state["var"]
+
+    def vjp(self, layer: LayerSpec, state: dict, x, dy, hyper: Hyper):
+        dt = self._work_dtype(layer)
+        x, dy = x.astype(dt), dy.astype(dt)
+        axes = self._axes(layer)
+        mean, var = self._stats(layer, x)
+        scale = np.sqrt(var + dt(hyper.eps))
+        x_hat = (x - mean) / scale
+        g = dy * state["gamma"]
+        dx = g
+        if self.variant != "dx_no_mean_term":
+            dx = dx - g.mean(axis=axes, keepdims=True)
+        if self.variant != "dx_no_variance_term":
+            dx = dx - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)
+        if not layer.affine:
+            return self._out(layer, dx / scale), None, None
+        normalized = (x - mean) if self.variant == "dgamma_unnormalized" else x_hat
+        dbeta = dy.mean(axis=axes) if self.variant == "dbeta_mean" else dy.sum(axis=axes)
+        return self._out(layer, dx / scale), self._out(layer, (dy * normalized).sum(axis=axes)), self._out(layer, dbeta)
+
     # -- the implementation -------------------------------------------------------------
-    def _work_dtype(self, case: Case):
+    def _work_dtype(self, spec: LayerSpec):
         if self.variant == "half_precision":
             return np.float16
-        return np.float64 if case.dtype == "float64" else np.float32
+        return np.float64 if spec.dtype == "float64" else np.float32
 
-    def _axes(self, case: Case):
+    def _axes(self, spec: LayerSpec):
         if self.variant == "batch_axis_only":
-            return (0,) if case.layout.axis != 0 else (1,)
-        return case.layout.reduced_axes
+            return (0,) if spec.axis != 0 else (1,)
+        return tuple(a for a in range(spec.rank) if a != spec.axis)
 
-    def _shape(self, case: Case, vector):
-        return case.layout.broadcast(vector)
+    def _shape(self, spec: LayerSpec, vector):
+        return np.reshape(vector, [-1 if a == spec.axis else 1 for a in range(spec.rank)])
 
-    def _stats(self, case: Case, x):
-        axes = self._axes(case)
+    def _stats(self, spec: LayerSpec, x):
+        axes = self._axes(spec)
         mean = x.mean(axis=axes, keepdims=True)
         if self.variant == "fast_variance":
             var = (x * x).mean(axis=axes, keepdims=True) - mean * mean
@@ -100,16 +143,16 @@ class NumpyAdapter(Adapter):
             var = var * count / max(count - 1, 1)
         return mean, var
 
-    def _params(self, case: Case, data: CaseData, dt):
-        gamma = np.ones(case.channels) if data.gamma is None else data.gamma
-        beta = np.zeros(case.channels) if data.beta is None else data.beta
+    def _params(self, spec: LayerSpec, data: CaseData, dt):
+        gamma = np.ones(spec.channels) if data.gamma is None else data.gamma
+        beta = np.zeros(spec.channels) if data.beta is None else data.beta
         if self.variant == "gamma_beta_swapped" and data.gamma is not None:
             gamma, beta = beta, gamma
         if self.variant == "channels_reversed":
             gamma = gamma[::-1]
-        return self._shape(case, gamma.astype(dt)), self._shape(case, beta.astype(dt))
+        return self._shape(spec, gamma.astype(dt)), self._shape(spec, beta.astype(dt))
 
-    def _normalize(self, case, x, mean, var, eps, gamma, beta, dt):
+    def _normalize(self, spec, x, mean, var, eps, gamma, beta, dt):
         eps = dt(eps)
         if self.variant == "eps_outside":
             scale = np.sqrt(var) + eps
@@ -119,76 +162,33 @@ class NumpyAdapter(Adapter):
             scale = np.sqrt(var + eps)
         return gamma * (x - mean) / scale + beta
 
-    def _out(self, case: Case, y) -> np.ndarray:
-        return round_to(np.asarray(y, dtype=np.float64), case.dtype)
+    def _out(self, spec: LayerSpec, y) -> np.ndarray:
+        return round_to(np.asarray(y, dtype=np.float64), spec.dtype)
 
-    def evaluate(self, case: Case, data: CaseData, settings: Settings) -> np.ndarray:
-        return self._eval(case, data, settings, data.running_mean, data.running_var)
-
-    def _eval(self, case, data, settings, running_mean, running_var):
-        dt = self._work_dtype(case)
-        x = data.batches[0].astype(dt)
-        gamma, beta = self._params(case, data, dt)
+    def _eval(self, spec: LayerSpec, state: dict, x, hyper: Hyper) -> np.ndarray:
+        dt = x.dtype.type
         if self.variant == "eval_uses_batch_stats":
-            mean, var = self._stats(case, x)
+            mean, var = self._stats(spec, x)
         else:
-            mean = self._shape(case, np.asarray(running_mean).astype(dt))
-            var = self._shape(case, np.asarray(running_var).astype(dt))
-        eps = 0.0 if self.variant == "eval_skips_eps" else self._eps(settings)
-        with np.errstate(all="ignore"):
-            return self._out(case, self._normalize(case, x, mean, var, eps, gamma, beta, dt))
+            mean, var = self._shape(spec, state["mean"].astype(dt)), self._shape(spec, state["var"].astype(dt))
+        eps = 0.0 if self.variant == "eval_skips_eps" else hyper.eps
+        return self._out(spec, self._normalize(spec, x, mean, var, eps, state["gamma"], state["beta"], dt))
 
-    def train(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        dt = self._work_dtype(case)
-        gamma, beta = self._params(case, data, dt)
-        r_mean, r_var = data.running_mean.copy(), data.running_var.copy()
-        outputs, means, variances = [], [], []
-        for step, batch in enumerate(data.batches, 1):
-            x = batch.astype(dt)
-            mean, var = self._stats(case, x)
-            with np.errstate(all="ignore"):
-                outputs.append(self._out(case, self._normalize(case, x, mean, var, self._eps(settings), gamma, beta, dt)))
-            count = x.size // mean.size
-            flat_mean = mean.reshape(-1).astype(np.float64)
-            flat_var = var.reshape(-1).astype(np.float64)
-            if self.variant != "biased_running_var":
-                flat_var = flat_var * count / (count - 1) if count > 1 else np.full_like(flat_var, np.nan)
-            decay = self._decay(settings)
-            weight = 1.0 / step if decay is None else 1.0 - decay
-            if self.variant == "momentum_flipped":
-                weight = 1.0 - weight
-            if self.variant != "stale_running_stats":
-                r_mean = round_to((1 - weight) * r_mean + weight * flat_mean, case.dtype)
-                r_var = round_to((1 - weight) * r_var + weight * flat_var, case.dtype)
-            means.append(r_mean)
-            variances.append(r_var)
-        return {
-            "y_train": np.stack(outputs), "running_mean": np.stack(means), "running_var": np.stack(variances),
-            "y_eval_after": self._eval(case, data, settings, r_mean, r_var),
-        }  # fmt: skip
-
-    def gradients(self, case: Case, data: CaseData, settings: Settings) -> dict[str, np.ndarray]:
-        dt = self._work_dtype(case)
-        x = data.batches[0].astype(dt)
-        dy = data.dy.astype(dt)
-        gamma, _ = self._params(case, data, dt)
-        axes = self._axes(case)
-        mean, var = self._stats(case, x)
-        scale = np.sqrt(var + dt(self._eps(settings)))
-        x_hat = (x - mean) / scale
-        g = dy * gamma
-        dx = g
-        if self.variant != "dx_no_mean_term":
-            dx = dx - g.mean(axis=axes, keepdims=True)
-        if self.variant != "dx_no_variance_term":
-            dx = dx - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)
-        dx = dx / scale
-        result = {"dx": self._out(case, dx)}
-        if case.affine:
-            normalized = (x - mean) if self.variant == "dgamma_unnormalized" else x_hat
-            dbeta = dy.mean(axis=axes) if self.variant == "dbeta_mean" else dy.sum(axis=axes)
-            result.update(dgamma=self._out(case, (dy * normalized).sum(axis=axes)), dbeta=self._out(case, dbeta))
-        return {k: v.reshape(-1) if k != "dx" else v for k, v in result.items()}
+    def _update(self, spec: LayerSpec, state: dict, x, mean, var, hyper: Hyper) -> dict:
+        """The state after one training step: the running statistics' update."""
+        steps = state["steps"] + 1
+        count = x.size // mean.size
+        flat_mean = mean.reshape(-1).astype(np.float64)
+        flat_var = var.reshape(-1).astype(np.float64)
+        if self.variant != "biased_running_var":
+            flat_var = flat_var * count / (count - 1) if count > 1 else np.full_like(flat_var, np.nan)
+        weight = 1.0 / steps if hyper.momentum is None else hyper.momentum  # momentum weights the new batch
+        if self.variant == "momentum_flipped":
+            weight = 1.0 - weight
+        if self.variant == "stale_running_stats":
+            return {**state, "steps": steps}
+        return {**state, "steps": steps, "mean": round_to((1 - weight) * state["mean"] + weight * flat_mean, spec.dtype),
+                "var": round_to((1 - weight) * state["var"] + weight * flat_var, spec.dtype)}  # fmt: skip
 
     def inventory(self, shape, channel_axis, dtype="float32") -> Inventory:
         c = shape[channel_axis]
@@ -206,8 +206,10 @@ class CrashingAdapter(NumpyAdapter):
     name = "crashing-fake"
     variants: ClassVar[dict[str, str]] = {}
 
-    def train(self, case, data, settings):
-        raise RuntimeError("Expected more than 1 value per channel when training <b>bold</b>")
+    def forward(self, layer, state, x, *, training, hyper):
+        if training:
+            raise RuntimeError("Expected more than 1 value per channel when training <b>bold</b>")
+        return super().forward(layer, state, x, training=training, hyper=hyper)
 
 
 class SegfaultAdapter(NumpyAdapter):
@@ -216,10 +218,12 @@ class SegfaultAdapter(NumpyAdapter):
     name = "segfault-fake"
     variants: ClassVar[dict[str, str]] = {}
 
-    def train(self, case, data, settings):
-        import ctypes
+    def forward(self, layer, state, x, *, training, hyper):
+        if training:
+            import ctypes
 
-        ctypes.string_at(0)  # reads address 0: SIGSEGV, the whole process dies
+            ctypes.string_at(0)  # reads address 0: SIGSEGV, the whole process dies
+        return super().forward(layer, state, x, training=training, hyper=hyper)
 
 
 class AbortAdapter(NumpyAdapter):
@@ -228,14 +232,14 @@ class AbortAdapter(NumpyAdapter):
     name = "abort-fake"
     variants: ClassVar[dict[str, str]] = {}
 
-    def gradients(self, case, data, settings):
+    def vjp(self, layer, state, x, dy, hyper):
         import os
 
         os.abort()
 
 
 class HangingAdapter(NumpyAdapter):
-    """An adapter whose framework never returns from inference mode."""
+    """An adapter whose framework never returns from the inference phase (training still works)."""
 
     name = "hanging-fake"
     variants: ClassVar[dict[str, str]] = {}
@@ -247,6 +251,17 @@ class HangingAdapter(NumpyAdapter):
             time.sleep(1)
 
 
+class InferenceOnlyAdapter(NumpyAdapter):
+    """An engine that runs inference only (an exported runtime, say): the other phases are unsupported."""
+
+    name = "inference-only-fake"
+    variants: ClassVar[dict[str, str]] = {}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities, phases=frozenset({"inference"}))
+
+
 class BrokenSettingsAdapter(NumpyAdapter):
     """An adapter whose own code raises before the framework runs (a harness failure, not a finding)."""
 
@@ -255,3 +270,22 @@ class BrokenSettingsAdapter(NumpyAdapter):
 
     def settings(self, case):
         raise KeyError("no such convention")
+
+
+class ProcessBoundAdapter(NumpyAdapter):
+    """An engine fixed at import by an environment variable, as Keras is by ``KERAS_BACKEND``.
+
+    It refuses to load in a process started without its declared environment, so a replay
+    that compares it with others must run it in a child process that has it.
+    """
+
+    name = "process-bound-fake"
+    variants: ClassVar[dict[str, str]] = {}
+    process_environment: ClassVar[dict[str, str]] = {"BNCONF_FAKE_BACKEND": "bound"}
+
+    def version(self) -> str:
+        import os
+
+        if os.environ.get("BNCONF_FAKE_BACKEND") != "bound":
+            raise ImportError("this fake loads only with BNCONF_FAKE_BACKEND=bound")
+        return super().version()

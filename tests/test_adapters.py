@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import CrashingAdapter, InferenceOnlyAdapter, NumpyAdapter
 
-from adapters.registry import FrameworkUnavailableError, get_adapter
+from adapters.base import Hyper
+from adapters.registry import FrameworkUnavailableError, adapter_class, get_adapter
 from conformance.judging.check import check_case
 from datamodel.case import Case, Generator
 
@@ -66,11 +68,13 @@ def test_framework_reported_counts():
     [
         ("torch", "new_weight", 0.1, 0.9, 1e-5, 1, "unbiased"),
         ("keras", "old_weight", 0.99, 0.99, 1e-3, -1, "biased"),
+        ("keras-jax", "old_weight", 0.99, 0.99, 1e-3, -1, "biased"),
+        ("keras-torch", "old_weight", 0.99, 0.99, 1e-3, -1, "biased"),
         ("flax", "old_weight", 0.99, 0.99, 1e-5, -1, "biased"),
     ],
 )
 def test_declared_conventions(framework, momentum_form, momentum, decay, eps, axis, running_variance):
-    conventions = adapter_or_skip(framework).conventions
+    conventions = adapter_class(framework)("").conventions  # declared data: no framework import needed
     assert conventions.momentum_form == momentum_form
     assert conventions.momentum_default == momentum
     assert conventions.default_decay == pytest.approx(decay)
@@ -121,3 +125,51 @@ def test_unsupported_cases_name_the_reason():
     result = check_case(adapter_or_skip("keras"), Case(shape=(2, 3), channel_axis=1, dtype="float32", x=Generator(), decay="cumulative"))
     assert result.comparisons[0].verdict == "unsupported"
     assert "cumulative" in result.unsupported_reason
+
+
+@pytest.mark.parametrize(("framework", "backend"), [("keras", "tensorflow"), ("keras-jax", "jax"), ("keras-torch", "torch")])
+def test_each_keras_backend_declares_its_own_process(framework, backend):
+    """Keras fixes its backend at first import: each backend is a framework with its own process."""
+    assert adapter_class(framework).process_environment == {"KERAS_BACKEND": backend}
+
+
+def test_framework_defaults_are_read_from_the_built_layer_not_the_declaration():
+    """A case that leaves ε and the momentum unset runs with what the framework really holds."""
+    adapter = NumpyAdapter("wrong_declared_defaults")  # declares 1e-3 and 0.3, really uses 1e-5 and 0.1
+    case = Case(shape=(4, 3), channel_axis=1, dtype="float64", x=Generator(seed=1))
+    _, _, hyper = adapter.configured(case, adapter.settings(case))
+    assert hyper == Hyper(eps=1e-5, momentum=0.1)
+    given = case.with_(eps=1e-2, decay=0.75)
+    assert adapter.configured(given, adapter.settings(given))[2] == Hyper(eps=1e-2, momentum=0.25)
+
+
+def test_layers_are_built_once_per_configuration():
+    adapter = NumpyAdapter("")
+    built = []
+    adapter.build = lambda spec: built.append(spec) or spec  # type: ignore[method-assign]
+    case = Case(shape=(4, 3, 2), channel_axis=1, dtype="float32", x=Generator(seed=1), eps=1e-3, decay=0.9)
+    for eps in (1e-3, 1e-4):
+        adapter.run(case.with_(eps=eps))
+    adapter.run(case.with_(dtype="float64"))
+    assert len(built) == 2
+
+
+def test_a_phase_the_engine_does_not_run_is_unsupported_with_the_reason():
+    """An inference-only engine: its training and gradient quantities are unsupported, not errors."""
+    adapter = InferenceOnlyAdapter("")
+    case = Case(shape=(4, 3, 2), channel_axis=1, dtype="float32", x=Generator(seed=1), eps=1e-3, decay=0.9)
+    outcomes = adapter.run(case)
+    assert outcomes["y_eval"].value is not None
+    assert "training phase is not supported" in outcomes["y_train"].unsupported
+    verdicts = {c.quantity: (c.verdict, c.message) for c in check_case(adapter, case).comparisons}
+    assert verdicts["y_eval"][0] == "pass"
+    assert {verdicts[q][0] for q in ("y_train", "running_mean", "dx", "dgamma")} == {"unsupported"}
+    assert verdicts["dx"][1] == "the gradients phase is not supported by this engine (it runs: inference)"
+
+
+def test_a_framework_error_in_one_phase_leaves_the_others():
+    case = Case(shape=(4, 3), channel_axis=1, dtype="float32", x=Generator(seed=1), eps=1e-3, decay=0.9)
+    outcomes = CrashingAdapter("").run(case)
+    assert {outcomes[q].error is not None for q in ("y_train", "running_mean", "running_var", "y_eval_after")} == {True}
+    assert outcomes["y_eval"].error is None
+    assert outcomes["dx"].error is None

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from adapters import registry
 from conformance.orchestration.cli import main
 from datamodel.case import Case, Generator
 from datamodel.casefile import dump_case
@@ -103,9 +104,9 @@ def test_explain_bad_usage_exits_2(capsys, argv, message):
 
 
 def test_replay_passes_on_every_framework(capsys, ordinary_case):
-    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "torch,keras,flax", "--json")
+    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "torch,keras,keras-jax,keras-torch,flax", "--json")
     rows = json.loads(out)["results"]
-    assert {r["framework"] for r in rows} == {"torch", "keras", "flax"}
+    assert {r["framework"] for r in rows} == {"torch", "keras", "keras-jax", "keras-torch", "flax"}
     available = [r for r in rows if r["verdict"] != "unsupported"]
     assert available, "no framework installed"
     assert all(r["verdict"] == "pass" for r in available), rows
@@ -136,6 +137,34 @@ def test_replay_error_and_unavailable_rows_keep_the_others(capsys, ordinary_case
     assert "No module named" in by[("missing-fake", "*")]["message"]
     assert all(r["verdict"] == "pass" for r in rows if r["framework"] == "numpy-fake")
     assert code == 1
+
+
+def test_replay_runs_a_process_bound_framework_in_its_own_process(capsys, ordinary_case, monkeypatch):
+    """An engine fixed at import (Keras' backend) is replayed in a child process with its declared
+    environment, beside engines of this process; without that it would be unavailable here."""
+    monkeypatch.setenv("BNCONF_ADAPTERS", "process-bound-fake=fakes:ProcessBoundAdapter,numpy-fake=fakes:NumpyAdapter")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.delenv("BNCONF_FAKE_BACKEND", raising=False)
+    registry.registered.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "process-bound-fake,numpy-fake", "--json")
+    finally:
+        registry.registered.cache_clear()
+    rows = json.loads(out)["results"]
+    bound = [r for r in rows if r["framework"] == "process-bound-fake"]
+    assert len(bound) == 8, rows
+    assert all(r["verdict"] == "pass" for r in rows), rows
+    assert all(isinstance(r["ratio"], float) for r in bound)
+    assert code == 0
+
+
+def test_the_process_bound_fake_is_unavailable_in_this_process(monkeypatch):
+    """The premise of the test above: without its environment, the fake refuses to load."""
+    from fakes import ProcessBoundAdapter
+
+    monkeypatch.delenv("BNCONF_FAKE_BACKEND", raising=False)
+    with pytest.raises(ImportError, match="BNCONF_FAKE_BACKEND=bound"):
+        ProcessBoundAdapter().version()
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ FRAMEWORK_MODULES = ("torch", "tensorflow", "keras", "jax", "flax")
         "import datamodel, datamodel.records",
         "import reports.render",
         "import adapters.registry; adapters.registry.registered()",
+        "import adapters.torch, adapters.keras, adapters.flax, adapters.snippets",
     ],
 )
 def test_import_does_not_load_frameworks(statement):

@@ -9,7 +9,7 @@ from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError
 
 
 def test_builtin_frameworks_are_registered():
-    assert {"torch", "keras", "flax"} <= set(registry.registered())
+    assert {"torch", "keras", "keras-jax", "keras-torch", "flax"} <= set(registry.registered())
 
 
 def test_unknown_framework_lists_the_known_ones():

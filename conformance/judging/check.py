@@ -49,6 +49,8 @@ def compare_outcomes(
 ) -> list[Comparison]:
     """Compare every expected quantity of ``phases`` with what the adapter observed (or its error).
 
+    A quantity of a phase the engine does not run is ``unsupported``, with the engine's reason.
+
     ``max_finite``: the output dtype's largest finite number (see ``compare``).
     """
     wanted = {name for phase in phases for name in PHASE_QUANTITIES[phase]}
@@ -59,6 +61,8 @@ def compare_outcomes(
         outcome = observed.get(quantity)
         if outcome is None:
             comparisons.append(Comparison(quantity, ERROR, message=f"{quantity}: the adapter returned no value"))
+        elif outcome.unsupported is not None:  # a phase the engine does not run: said, not an error
+            comparisons.append(Comparison(quantity, UNSUPPORTED, message=outcome.unsupported))
         elif outcome.error is not None:
             comparisons.append(Comparison(quantity, ERROR, message=outcome.error))
         else:

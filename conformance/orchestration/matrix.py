@@ -5,7 +5,8 @@ prints the cells as the JSON its ``strategy.matrix`` reads).  Locally, a cell ru
 machine has its Python and device and each pinned package is installed at that version or
 is pure Python: those are installed into ``.bnconf-cells/<cell>/site`` and put first on that
 cell's ``PYTHONPATH`` alone, so two versions of one framework run side by side, each in its
-own process.  Cells that cannot run here are listed as skipped with the reason.
+own process, with the environment its adapters declare (``Adapter.process_environment``,
+e.g. Keras' backend).  Cells that cannot run here are listed as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -45,13 +46,11 @@ class Cell:
     python: str
     device: str
     runs_on: tuple[str, ...] | str
-    backend: str | None = None
     pip_args: str = ""
 
     def to_github(self) -> dict:
         return {"name": self.name, "frameworks": ",".join(self.frameworks), "packages": " ".join(self.packages),
-                "python": self.python, "device": self.device, "runs_on": self.runs_on, "backend": self.backend or "",
-                "pip_args": self.pip_args}  # fmt: skip
+                "python": self.python, "device": self.device, "runs_on": self.runs_on, "pip_args": self.pip_args}  # fmt: skip
 
 
 @dataclass
@@ -85,8 +84,7 @@ def load_matrix(path: Path = MATRIX_FILE) -> list[Cell]:
         cells.append(Cell(
             name=raw["name"], frameworks=tuple(raw["frameworks"]), packages=tuple(raw["packages"]),
             python=str(raw.get("python", defaults.get("python", "3.11"))), device=device,
-            runs_on=tuple(runs_on) if isinstance(runs_on, list) else runs_on, backend=raw.get("backend"),
-            pip_args=raw.get("pip_args", ""),
+            runs_on=tuple(runs_on) if isinstance(runs_on, list) else runs_on, pip_args=raw.get("pip_args", ""),
         ))  # fmt: skip
     if not cells:
         raise MatrixError(f"{path}: no [[cell]] entries")
@@ -124,9 +122,6 @@ def plan(cells: list[Cell]) -> Plan:
             continue
         if cell.device == "gpu" and not _gpu_present():
             result.skipped.append((cell, "needs a GPU; this machine has none (nvidia-smi not found)"))
-            continue
-        if cell.backend and os.environ.get("KERAS_BACKEND", cell.backend) != cell.backend:
-            result.skipped.append((cell, f"needs KERAS_BACKEND={cell.backend}"))
             continue
         overlay, reason = [], None
         for pin in cell.packages:
@@ -169,10 +164,11 @@ def prepare_overlay(cell: Cell, pins: list[str]) -> Path | None:
 def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path, case_timeout: float,
                matrix_file: Path = MATRIX_FILE) -> int:  # fmt: skip
     """Run the cells this machine can, ``jobs`` at a time; merge them into one report."""
+    from adapters.registry import declared_environment
     from reports.render import render_report
 
     from .exitcodes import EXIT_FOUND
-    from .run import declared_environment, run_framework
+    from .run import run_framework
 
     out = Path(out)
     cells = select(load_matrix(matrix_file), names)
@@ -194,10 +190,8 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
         env = dict(os.environ)
         if site:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
-        for name in {spec.partition(":")[0] for spec in cell.frameworks}:
-            env.update(declared_environment(name))
-        if cell.backend:  # the matrix file's word wins: a cell may pin another backend
-            env["KERAS_BACKEND"] = cell.backend
+        for spec in cell.frameworks:
+            env.update(declared_environment(spec))  # e.g. the Keras backend an adapter fixes per process
         return run_framework(cell.name, list(cell.frameworks), cell.device, profile, out, case_timeout, env=env,
                              label=cell.name)  # fmt: skip
 

@@ -1,18 +1,29 @@
 """``bnconf replay``: run one case file on each requested adapter and compare with the reference.
 
 Each framework is checked on its own; a framework that is unavailable, or an adapter that
-fails outright, becomes a row of its own and never hides the other frameworks' rows.
+fails outright, becomes a row of its own and never hides the other frameworks' rows.  A
+framework whose adapter declares a process environment this process does not have (Keras'
+backend, fixed at its first import) is replayed in a child process that has it, so
+``--frameworks keras,keras-jax,keras-torch`` compares all three backends in one command.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from adapters.registry import FrameworkUnavailableError, get_adapter, registered
+from adapters.registry import FrameworkUnavailableError, declared_environment, get_adapter, registered
 from conformance.judging.check import check_case
 from conformance.judging.compare import ERROR, PASS, UNSUPPORTED, Comparison
 from datamodel.case import Case
+from datamodel.casefile import dump_case
+from datamodel.jsoncodec import as_number
 
 from .exitcodes import EXIT_FOUND, EXIT_NOTHING_CHECKED, EXIT_OK
 from .texttable import text_table
@@ -37,6 +48,10 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
     """Check ``case`` on each framework spec; unknown names must be rejected before this."""
     rows = []
     for spec in frameworks:
+        environment = declared_environment(spec)
+        if any(os.environ.get(key) != value for key, value in environment.items()):
+            rows.extend(replay_in_child(case, spec, environment))
+            continue
         try:
             adapter = get_adapter(spec)
         except FrameworkUnavailableError as error:
@@ -52,6 +67,45 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
             continue
         rows.extend(ReplayRow(spec, version, comparison) for comparison in result.comparisons)
     return rows
+
+
+#: seconds one child replay may take (framework import and compilation included)
+CHILD_TIMEOUT = 600.0
+
+
+def replay_in_child(case: Case, spec: str, environment: dict[str, str]) -> list[ReplayRow]:
+    """Replay ``case`` on ``spec`` in a child process started with ``environment``."""
+    with tempfile.TemporaryDirectory(prefix="bnconf-replay-") as directory:
+        path = Path(directory) / "case.json"
+        dump_case(case, path)
+        command = [sys.executable, "-m", "conformance.orchestration.cli", "replay", str(path), "--frameworks", spec, "--json"]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+                                  env={**os.environ, **environment})  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return [ReplayRow(spec, "", Comparison("*", ERROR, message=f"the replay process did not finish in {CHILD_TIMEOUT:.0f} s"))]
+    try:
+        results = json.loads(done.stdout)["results"]
+        return [_row_from_dict(result) for result in results]
+    except (ValueError, KeyError, TypeError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        message = f"the replay process with {_assignments(environment)} failed (exit {done.returncode}): {last}"
+        return [ReplayRow(spec, "", Comparison("*", ERROR, message=message))]
+
+
+def _assignments(environment: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in environment.items())
+
+
+def _row_from_dict(result: dict[str, Any]) -> ReplayRow:
+    known = {f.name for f in fields(Comparison)}
+    values = {key: value for key, value in result.items() if key in known}
+    for name in ("max_abs_error", "max_rel_error", "allowed", "error_at_worst", "ratio"):
+        if values.get(name) is not None:
+            values[name] = as_number(values[name])  # the JSON codec writes inf and NaN as strings
+    if values.get("worst_index") is not None:
+        values["worst_index"] = tuple(values["worst_index"])
+    return ReplayRow(result["framework"], result["version"], Comparison(**values))
 
 
 def exit_code(rows: list[ReplayRow]) -> int:

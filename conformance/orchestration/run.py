@@ -12,14 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from adapters.registry import (
-    FrameworkUnavailableError,
-    UnknownFrameworkError,
-    adapter_class,
-    all_specs,
-    registered,
-    split_spec,
-)
+from adapters.registry import all_specs, declared_environment, registered, split_spec
 from datamodel.verdicts import UNSUPPORTED, VERDICTS
 
 from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_NOTHING_CHECKED, EXIT_OK
@@ -43,14 +36,6 @@ def pytest_command(specs: list[str], device: str, profile: str, results: Path) -
         "-o", "console_output_style=count", f"--bnconf-frameworks={','.join(specs)}", f"--bnconf-device={device}",
         f"--bnconf-profile={profile}", f"--bnconf-results={results}", "-rfE", "--tb=line",
     ]  # fmt: skip
-
-
-def declared_environment(name: str) -> dict[str, str]:
-    """What ``name``'s adapter declares its suite process must start with (see ``Adapter.process_environment``)."""
-    try:
-        return dict(adapter_class(name).process_environment)
-    except (FrameworkUnavailableError, UnknownFrameworkError):
-        return {}  # reported as unavailable by the process itself
 
 
 def run_framework(

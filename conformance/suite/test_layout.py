@@ -4,8 +4,8 @@ Two twins of a generated case are run on the same framework:
 
 * channels-first vs channels-last (where the adapter accepts any channel axis): the second
   case holds the first one's data with the channel axis moved last;
-* memory formats (where the adapter has a memory-format twin, such as PyTorch's
-  ``channels_last``): the same logical case through the twin variant.
+* memory formats (the variants an adapter declares in ``Capabilities.memory_format_twins``,
+  such as PyTorch's ``channels_last``): the same logical case through the twin variant.
 
 Each twin is compared with the reference under the tolerance model (so a disagreement is
 attributed to one of them), and the twins' outputs are compared with each other under the
@@ -53,9 +53,10 @@ def _run(conformance, adapter, case: Case, data: CaseData):
 
 @given(data=st.data())
 def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, data):
-    twin_spec = adapter.capabilities.memory_format_twin
-    if not adapter.capabilities.any_channel_axis and twin_spec is None:
+    twins = adapter.capabilities.memory_format_twins
+    if not adapter.capabilities.any_channel_axis and not twins:
         pytest.skip(f"{adapter.label} has one layout only")
+    twin_spec = f"{adapter.name}:{data.draw(st.sampled_from(twins), label='twin')}" if twins else None
     twin = get_adapter(twin_spec) if twin_spec else adapter
     capabilities = twin.capabilities if twin_spec else adapter.capabilities
     case = data.draw(cases(capabilities=capabilities, device=bnconf_device, max_elements=max_elements, max_steps=2), label="case")
