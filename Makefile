@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev]'
+	# tf-keras needs the `tensorflow` module, which tensorflow-cpu (from [keras]) provides;
+	# its own dependency on the `tensorflow` package would add a second copy of it.
+	$(BIN)/python -m pip install --quiet --no-deps 'tf-keras==2.21.0'
 	touch $(STAMP)
 
 run: $(STAMP)

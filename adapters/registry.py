@@ -24,7 +24,9 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "keras": "adapters.keras:KerasAdapter",
     "keras-jax": "adapters.keras:KerasJaxAdapter",
     "keras-torch": "adapters.keras:KerasTorchAdapter",
+    "tf-keras": "adapters.tfkeras:TfKerasAdapter",
     "flax": "adapters.flax:FlaxAdapter",
+    "nnx": "adapters.nnx:NnxAdapter",
 }
 ENTRY_POINT_GROUP = "bnconf.adapters"
 #: Extra adapters for one process, e.g. "mine=my_package.bn:MyAdapter,other=pkg:Other".

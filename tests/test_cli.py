@@ -104,9 +104,9 @@ def test_explain_bad_usage_exits_2(capsys, argv, message):
 
 
 def test_replay_passes_on_every_framework(capsys, ordinary_case):
-    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "torch,keras,keras-jax,keras-torch,flax", "--json")
+    code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "torch,keras,keras-jax,keras-torch,tf-keras,flax,nnx", "--json")
     rows = json.loads(out)["results"]
-    assert {r["framework"] for r in rows} == {"torch", "keras", "keras-jax", "keras-torch", "flax"}
+    assert {r["framework"] for r in rows} == {"torch", "keras", "keras-jax", "keras-torch", "tf-keras", "flax", "nnx"}
     available = [r for r in rows if r["verdict"] != "unsupported"]
     assert available, "no framework installed"
     assert all(r["verdict"] == "pass" for r in available), rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from conformance.generation.profiles import DEFAULT_PROFILE, PROFILES
 from datamodel import jsoncodec
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="SECONDS",
                         help=f"kill a cell's process when one check runs longer (default: {DEFAULT_CASE_TIMEOUT:g})")
     matrix.add_argument("--list", action="store_true", help="list the cells and whether each can run here, then stop")
+    matrix.add_argument("--matrix-file", type=Path, default=None, metavar="PATH",
+                        help="the matrix to read (default: conformance/data/matrix.toml)")  # fmt: skip
 
     report = commands.add_parser("report", help="render (and merge) result files into one report")
     report.add_argument("results", nargs="+", help="records files (JSON lines) or run directories")
@@ -160,20 +163,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .matrix import MatrixError, load_matrix, plan, run_matrix, select
+    from .matrix import MATRIX_FILE, MatrixError, load_matrix, plan, run_matrix, select
 
+    matrix_file = args.matrix_file or MATRIX_FILE
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     try:
         if args.list:
-            decided = plan(select(load_matrix(), args.cells))
+            decided = plan(select(load_matrix(matrix_file), args.cells))
             for cell, overlay in decided.runnable:
                 extra = f" (installs {', '.join(overlay)} for this cell)" if overlay else ""
                 print(f"{cell.name:32} runs here{extra}")
             for cell, reason in decided.skipped:
                 print(f"{cell.name:32} skipped: {reason}")
             return EXIT_OK
-        return run_matrix(args.cells, args.jobs, args.profile, args.out, args.case_timeout)
+        return run_matrix(args.cells, args.jobs, args.profile, args.out, args.case_timeout, matrix_file=matrix_file)
     except MatrixError as error:
         raise UsageError(str(error)) from None
 

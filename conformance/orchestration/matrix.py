@@ -19,8 +19,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -167,10 +168,11 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
     from adapters.registry import declared_environment
     from reports.render import render_report
 
-    from .exitcodes import EXIT_FOUND
+    from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED
     from .run import run_framework
 
     out = Path(out)
+    stop_requested = threading.Event()
     cells = select(load_matrix(matrix_file), names)
     decided = plan(cells)
     for cell, reason in decided.skipped:
@@ -193,10 +195,9 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
         for spec in cell.frameworks:
             env.update(declared_environment(spec))  # e.g. the Keras backend an adapter fixes per process
         return run_framework(cell.name, list(cell.frameworks), cell.device, profile, out, case_timeout, env=env,
-                             label=cell.name)  # fmt: skip
+                             label=cell.name, stop_requested=stop_requested)  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        ran = list(pool.map(run_cell, decided.runnable))
+    ran, interrupted = run_cells(run_cell, decided.runnable, jobs, stop_requested)
     runs = ran + runs
     files = [r["records"] for r in ran if r["records"] and Path(r["records"]).exists()]
     summary = render_report(files, out, runs=runs, profile=profile)
@@ -204,8 +205,47 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
     print(summary["text"])
     print(f"cells: {len(ran)} run, {len(runs) - len(ran)} skipped")
     print(f"\nreport: {summary['html']}")
+    if interrupted:
+        print("bnconf: interrupted (Ctrl-C): every cell's process was stopped; the report covers the records written before it")
+        return EXIT_INTERRUPTED
     failed = [r for r in ran if r["exit_code"] != 0]
     return EXIT_OK if ran and not failed else EXIT_FOUND
+
+
+def run_cells(run_cell, items: list, jobs: int, stop_requested: threading.Event) -> tuple[list[dict], bool]:
+    """Run ``run_cell`` over ``items``, ``jobs`` at a time; ``(runs, interrupted)``.
+
+    Ctrl-C reaches the main thread only, which waits here: it sets ``stop_requested``, so
+    every running cell's supervisor stops its process group and raises ``Interrupted``
+    (carrying how that cell ended), and cells not yet started never start.
+    """
+    from .supervise import Interrupted
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = [pool.submit(run_cell, item) for item in items]
+    interrupted = False
+    try:
+        while wait(futures, timeout=0.5).not_done:  # short waits: the main thread stays interruptible
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+        stop_requested.set()
+        for future in futures:
+            future.cancel()
+    finally:
+        pool.shutdown(wait=True)
+    runs = []
+    for (cell, _overlay), future in zip(items, futures, strict=True):
+        if future.cancelled():
+            runs.append({"framework": cell.name, "specs": list(cell.frameworks), "exit_code": None,
+                         "outcome": "not started: interrupted", "seconds": 0, "records": "", "log": ""})  # fmt: skip
+            continue
+        try:
+            runs.append(future.result())
+        except Interrupted as stopped:
+            runs.append(stopped.run)
+            interrupted = True
+    return runs, interrupted
 
 
 def main(argv: list[str] | None = None) -> int:

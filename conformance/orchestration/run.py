@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 from adapters.registry import all_specs, declared_environment, registered, split_spec
@@ -40,9 +41,12 @@ def pytest_command(specs: list[str], device: str, profile: str, results: Path) -
 
 def run_framework(
     name: str, specs: list[str], device: str, profile: str, out: Path, case_timeout: float = DEFAULT_CASE_TIMEOUT,
-    env: dict | None = None, label: str | None = None,
+    env: dict | None = None, label: str | None = None, stop_requested: threading.Event | None = None,
 ) -> dict:  # fmt: skip
-    """Run the suite for one framework in its own supervised process; return how it ended."""
+    """Run the suite for one framework in its own supervised process; return how it ended.
+
+    ``stop_requested``: set by the main thread on Ctrl-C when this runs in a worker thread.
+    """
     label = label or name
     if env is None and (declared := declared_environment(name)):
         env = {**os.environ, **declared}
@@ -55,7 +59,7 @@ def run_framework(
     try:
         outcome = supervise(pytest_command(specs, device, profile, results), label=label, results=results,
                             log_path=log_path, case_timeout=case_timeout, env=env,
-                            echo=lambda line: print(line, flush=True))  # fmt: skip
+                            echo=lambda line: print(line, flush=True), stop_requested=stop_requested)  # fmt: skip
     except Interrupted as stopped:  # Ctrl-C: the process group is gone; say how this run ended
         stopped.run = {"framework": label, "specs": specs, "exit_code": stopped.outcome.exit_code,
                        "outcome": "interrupted", "seconds": stopped.outcome.seconds, "records": str(results),

@@ -13,6 +13,9 @@ reaches only the supervisor.  On ``KeyboardInterrupt`` the supervisor stops the 
 whole process group (SIGINT first, so pytest ends its run and writes its ``run_end``
 record marked interrupted; SIGKILL for whatever is left after a grace period) and raises
 ``Interrupted`` (a ``KeyboardInterrupt``): the caller renders what was written and exits 130.
+A supervisor in a worker thread (``bnconf matrix --jobs N``) never sees the signal, which
+Python delivers to the main thread only: it watches ``stop_requested``, an event the main
+thread sets on Ctrl-C, and stops its child the same way.
 """
 
 from __future__ import annotations
@@ -78,9 +81,13 @@ def _reader(stream, log, label: str, echo) -> None:
 
 def supervise(
     command: list[str], *, label: str, results: Path, log_path: Path, case_timeout: float, env: dict | None = None,
-    echo=print,
+    echo=print, stop_requested: threading.Event | None = None,
 ) -> Outcome:  # fmt: skip
-    """Run ``command`` (a suite process writing ``results``), enforcing the per-case timeout."""
+    """Run ``command`` (a suite process writing ``results``), enforcing the per-case timeout.
+
+    Ctrl-C in this thread, or ``stop_requested`` set by another, stops the child and raises
+    ``Interrupted``.
+    """
     inflight = inflight_path(results)
     inflight.unlink(missing_ok=True)
     started = time.monotonic()
@@ -92,6 +99,8 @@ def supervise(
         thread.start()
         try:
             while process.poll() is None:
+                if stop_requested is not None and stop_requested.is_set():
+                    raise KeyboardInterrupt  # handled below, as a Ctrl-C in this thread would be
                 state = read_inflight(inflight)
                 if state is not None and state.started and time.time() - state.started > case_timeout:
                     timed_out = True

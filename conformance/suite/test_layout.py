@@ -68,6 +68,9 @@ def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, d
         twin_case, twin_data = _moved(case, first_data, target)
     else:
         twin_case, twin_data = case, first_data
+    # the capabilities drew the case; an adapter may refuse some of them still (a fused kernel
+    # that takes the channels first or last only): such a pair says nothing about layouts
+    assume(adapter.unsupported_reason(case) is None and twin.unsupported_reason(twin_case) is None)
     expected, allowed, observed = _run(conformance, adapter, case, first_data)
     twin_expected, twin_allowed, twin_observed = _run(conformance, twin, twin_case, twin_data)
     max_finite = largest_finite(case.dtype)

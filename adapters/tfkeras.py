@@ -1,0 +1,186 @@
+"""tf-keras adapter: Keras 2's ``tf_keras.layers.BatchNormalization``.
+
+The batch norm of older TensorFlow code and of many saved models, kept alive as the
+``tf-keras`` package.  Its declared conventions are Keras': ``momentum`` is the decay
+(default 0.99), ε = 1e-3 inside the root, channels on any axis (default −1), and the
+documented running update ``moving_var = moving_var·momentum + var(batch)·(1 − momentum)``
+with the biased batch variance.
+
+Keras 2 has two implementations behind one layer, chosen by ``fused``: the fused kernel
+(``tf.compat.v1.nn.fused_batch_norm``) and a composite of ``tf.nn.moments`` and
+``tf.nn.batch_normalization``.  ``fused=None`` (the default) takes the fused kernel when it
+can: rank 4 (and 5) inputs with the channels on axis 1 or last, no renorm, no virtual batch.
+The variants force each path: ``tf-keras:fused`` (ranks 4 and 5, channels first: the layer
+refuses other ranks and axes) and ``tf-keras:unfused``.  ``renorm`` and
+``virtual_batch_size`` change the algorithm beyond what the reference expresses: they are
+not offered.
+
+tf-keras depends on the ``tensorflow`` package; this project installs it with ``--no-deps``
+beside ``tensorflow-cpu``, which provides the same ``tensorflow`` module (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+import numpy as np
+
+from datamodel.case import Case, CaseData
+
+from .base import Capabilities, Hyper, Inventory, LayerSpec, Variable
+from .keras import KerasAdapter
+from .snippets import data_block, footer, header
+
+FUSED = {"": None, "fused": True, "unfused": False}
+
+
+def _tf_keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tf_keras
+
+    return tf_keras
+
+
+class TfKerasAdapter(KerasAdapter):
+    name = "tf-keras"
+    variants: ClassVar[dict[str, str]] = {
+        "fused": "fused=True: the fused kernel (tf.compat.v1.nn.fused_batch_norm); ranks 4 and 5",
+        "unfused": "fused=False: tf.nn.moments and tf.nn.batch_normalization",
+    }
+    process_environment: ClassVar[dict[str, str]] = {}
+
+    def keras(self):
+        return _tf_keras()
+
+    def version(self) -> str:
+        import tensorflow as tf
+
+        return f"{_tf_keras().__version__} (tensorflow {tf.__version__})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        base = super().capabilities
+        if self.variant == "fused":
+            # The layer raises for other ranks, and float64 has no fused kernel.  The kernel takes
+            # the channels first or last; Capabilities say "axis 1" or "any", so this variant runs
+            # channels-first only (the default variant takes the fused path channels-last too).
+            return Capabilities(ranks=frozenset({4, 5}), dtypes=frozenset({"float16", "bfloat16", "float32"}),
+                                devices=base.devices, any_channel_axis=False, affine_off=True)  # fmt: skip
+        return base
+
+    def gpu_present(self) -> bool:
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+
+    # -- primitives (the rest is Keras 3's: same variables, same call) ----------------------
+    def build(self, spec: LayerSpec):
+        layer = _tf_keras().layers.BatchNormalization(axis=spec.axis, center=spec.affine, scale=spec.affine,
+                                                      fused=FUSED[self.variant], dtype=spec.dtype)  # fmt: skip
+        layer.build(spec.input_shape)
+        return layer
+
+    def vjp(self, layer, state, x, dy, hyper: Hyper):
+        import tensorflow as tf
+
+        layer.epsilon = hyper.eps
+        sources = [x] + ([layer.gamma, layer.beta] if layer.scale else [])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        return (*tape.gradient(y, sources, output_gradients=dy), None, None)[:3]
+
+    def tensor(self, array: np.ndarray, spec: LayerSpec):
+        import tensorflow as tf
+
+        return tf.cast(tf.convert_to_tensor(np.asarray(array, dtype=np.float64)), spec.dtype)
+
+    def to_numpy(self, value) -> np.ndarray:
+        import tensorflow as tf
+
+        return np.array(tf.cast(value, tf.float64).numpy(), dtype=np.float64)
+
+    def placement(self, spec: LayerSpec):
+        import tensorflow as tf
+
+        return tf.device("/GPU:0" if spec.device == "gpu" else "/CPU:0")
+
+    def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
+        keras = _tf_keras()
+        layer = keras.layers.BatchNormalization(axis=channel_axis, fused=FUSED[self.variant], dtype=dtype)
+        model = keras.Sequential([keras.Input(shape=tuple(shape[1:]), dtype=dtype), layer])
+        roles = {v: k for k, v in self.conventions.parameter_names.items()}
+        variables = []
+        for w in layer.weights:  # names like "batch_normalization/gamma:0"
+            short = w.name.rsplit("/", 1)[-1].split(":")[0]
+            variables.append(Variable(short, roles.get(short, "other"), tuple(w.shape), w.dtype.name, bool(w.trainable)))
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+        return Inventory(
+            variables=tuple(variables),
+            trainable_count=trainable,
+            non_trainable_count=non_trainable,
+            total_count=model.count_params(),
+            reported={
+                "layer.count_params()": layer.count_params(),
+                "sum of model.trainable_weights sizes (summary's 'Trainable params')": trainable,
+                "sum of model.non_trainable_weights sizes (summary's 'Non-trainable params')": non_trainable,
+            },
+        )
+
+    def load_state(self, layer, data: CaseData, spec: LayerSpec):
+        import tensorflow as tf
+
+        def assign(variable, values):  # half-precision layers keep float32 variables (tf-keras' _param_dtype)
+            variable.assign(tf.constant(np.asarray(values, dtype=np.float64), dtype=variable.dtype))
+
+        if data.gamma is not None:
+            assign(layer.gamma, data.gamma)
+            assign(layer.beta, data.beta)
+        assign(layer.moving_mean, data.running_mean)
+        assign(layer.moving_variance, data.running_var)
+        return layer
+
+    def snippet(self, case: Case) -> str:
+        settings = self.settings(case)
+        device = "/GPU:0" if case.device == "gpu" else "/CPU:0"
+        kwargs = (f"momentum={settings.momentum!r}, " if settings.momentum_given else "") + (
+            f"epsilon={settings.eps!r}, " if settings.eps_given else ""
+        )
+        return header(case, self.label) + f"""import tensorflow as tf
+import tf_keras
+
+{data_block(case.materialize())}
+def tensor(a):
+    return tf.cast(tf.convert_to_tensor(np.asarray(a, dtype=np.float64)), "{case.dtype}")
+
+def numpy(v):
+    return np.array(tf.cast(v, tf.float64).numpy())
+
+with tf.device("{device}"):
+    layer = tf_keras.layers.BatchNormalization(axis={case.layout.axis}, {kwargs}center={case.affine},
+                                               scale={case.affine}, fused={FUSED[self.variant]}, dtype="{case.dtype}")
+    layer.build({LayerSpec.of(case).input_shape!r})
+    def reset():  # every phase starts from the case's parameters and running statistics
+        for variable, values in [(layer.moving_mean, running_mean), (layer.moving_variance, running_var)] + (
+                [(layer.gamma, gamma), (layer.beta, beta)] if gamma is not None else []):
+            variable.assign(tf.constant(values, dtype=variable.dtype))  # half-precision layers keep float32 variables
+
+    reset()
+    quantities["y_eval"] = numpy(layer(tensor(batches[0]), training=False))
+    reset()
+    steps = []
+    for batch in batches:
+        steps.append((numpy(layer(tensor(batch), training=True)), numpy(layer.moving_mean), numpy(layer.moving_variance)))
+    quantities["y_train"], quantities["running_mean"], quantities["running_var"] = (list(s) for s in zip(*steps))
+    quantities["y_eval_after"] = numpy(layer(tensor(batches[0]), training=False))
+    reset()
+    x, dy_ = tensor(batches[0]), tensor(dy)
+    sources = [x] + ([layer.gamma, layer.beta] if gamma is not None else [])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+    for name, grad in zip(["dx", "dgamma", "dbeta"], tape.gradient(y, sources, output_gradients=dy_)):
+        quantities[name] = numpy(grad)
+""" + footer()
