@@ -24,13 +24,15 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/bnconf run --out $(OUT)
 
-# The harness's own tests, then the conformance suite (`ci` profile, one process per
-# framework); pytest's "no tests ran" (exit 5) fails like any other non-zero exit.
+# The harness's own tests (two workers), then the conformance suite (`ci` profile, one
+# process per framework, two at a time); pytest's "no tests ran" (exit 5) fails like any
+# other non-zero exit.
+JOBS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest
-	$(BIN)/bnconf run --profile ci --out $(OUT)/ci
+	$(BIN)/python -m pytest -n $(JOBS)
+	$(BIN)/bnconf run --profile ci --jobs $(JOBS) --out $(OUT)/ci
 
 clean:
 	rm -rf $(OUT) .hypothesis

@@ -260,6 +260,9 @@ class Adapter(abc.ABC):
     name: str = ""
     #: variants this adapter understands, with a one-line description each
     variants: ClassVar[dict[str, str]] = {}
+    #: Variants left out of a run that names no frameworks, each with the reason (a compiled
+    #: mode that recompiles for every ε, say): they run when named, and in their matrix cells.
+    opt_in_variants: ClassVar[dict[str, str]] = {}
     #: Environment variables its suite process must start with (a framework that fixes a
     #: setting at import, such as Keras' backend, needs a process of its own); ``bnconf run``
     #: and ``bnconf matrix`` apply them to that framework's process.  A class attribute, so

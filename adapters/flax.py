@@ -6,6 +6,9 @@ the running variance is updated with the biased batch variance; channels on any 
 {``mean``, ``var``}.  By default Flax computes the variance as E[x²] − E[x]²
 (``use_fast_variance=True``); the ``two_pass`` variant sets ``use_fast_variance=False``.
 
+``flax`` is jitted, as training code usually is; ``flax:eager`` runs the same functions op by
+op, so the two compare XLA's compiled batch norm with the eager one.
+
 JAX compiles once per input shape, dtype and configuration: ε and momentum are passed to
 the compiled functions as arguments (not baked in as constants), so the many ε values a
 property-based run draws reuse one compilation.  Importing this module enables float64 in
@@ -42,8 +45,8 @@ def _linen():
 
 
 @cache
-def _compiled(axis: int, affine: bool, fast_variance: bool, dtype: str):
-    """The jitted eval, train-step and gradient functions of one layer configuration."""
+def _compiled(axis: int, affine: bool, fast_variance: bool, dtype: str, jit: bool = True):
+    """The eval, train-step and gradient functions of one layer configuration, jitted unless ``jit`` is false."""
     jax = _jax()
     nn = _linen()
     import jax.numpy as jnp
@@ -69,12 +72,21 @@ def _compiled(axis: int, affine: bool, fast_variance: bool, dtype: str):
         _, pullback = jax.vjp(forward, x, variables.get("params", {}))
         return pullback(dy)
 
+    if not jit:
+        return evaluate, train_step, gradients
     return jax.jit(evaluate), jax.jit(train_step), jax.jit(gradients)
 
 
 class FlaxAdapter(Adapter):
     name = "flax"
-    variants: ClassVar[dict[str, str]] = {"two_pass": "use_fast_variance=False: variance as E[(x − E[x])²] instead of E[x²] − E[x]²"}
+    variants: ClassVar[dict[str, str]] = {
+        "two_pass": "use_fast_variance=False: variance as E[(x − E[x])²] instead of E[x²] − E[x]²",
+        "eager": "module.apply called op by op, without jax.jit (the default variant is jitted)",
+    }
+    opt_in_variants: ClassVar[dict[str, str]] = {
+        "eager": "JAX dispatches every operation on its own: 82 s of a ci run on two cores against about 20 s "
+                 "jitted; run when named, and nightly in its matrix cell",
+    }
 
     def version(self) -> str:
         import flax
@@ -118,7 +130,7 @@ class FlaxAdapter(Adapter):
 
     # -- primitives: the layer is its jitted functions, the state its variables ------------
     def build(self, spec: LayerSpec):
-        return _compiled(spec.axis, spec.affine, self.variant != "two_pass", spec.dtype)
+        return _compiled(spec.axis, spec.affine, self.variant != "two_pass", spec.dtype, jit=self.variant != "eager")
 
     def framework_defaults(self, layer) -> tuple[float, float]:
         fields = _linen().BatchNorm.__dataclass_fields__  # Flax's own defaults, from nn.BatchNorm's fields

@@ -50,8 +50,36 @@ class KerasAdapter(Adapter):
 
     name = "keras"
     backend = "tensorflow"
-    variants: ClassVar[dict[str, str]] = {}
+    variants: ClassVar[dict[str, str]] = {
+        "jit": "the layer's calls inside tf.function(jit_compile=True): XLA, as model.fit(jit_compile=True) runs them",
+        "tf_function": "the layer's calls inside tf.function without XLA (a TensorFlow graph)",
+    }
+    opt_in_variants: ClassVar[dict[str, str]] = {
+        variant: "ε and the momentum are Python attributes read when a call is traced, so each new value traces "
+                 "(and for XLA compiles) again: the two add about 50 s to a ci run on two cores; run when named, "
+                 "and nightly in their matrix cell"
+        for variant in ("jit", "tf_function")
+    }  # fmt: skip
     process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
+
+    def __init__(self, variant: str = "") -> None:
+        super().__init__(variant)
+        self._traced: dict[tuple, object] = {}  # (layer id, what, ε, momentum) → its compiled function
+
+    def compiled(self, layer, what: str, hyper: Hyper, make):
+        """``make()``'s function, compiled for this variant and cached per layer, ε and momentum
+        (traced values: a new ε is a new trace, as it would be for a user's compiled model)."""
+        if not self.variant:
+            return make()
+        key = (id(layer), what, hyper.eps, hyper.momentum)
+        if key not in self._traced:
+            self._traced[key] = self.compile(make())
+        return self._traced[key]
+
+    def compile(self, function):
+        import tensorflow as tf
+
+        return tf.function(function, jit_compile=self.variant == "jit", reduce_retracing=True)
 
     def keras(self):
         return _keras(self.backend)
@@ -111,7 +139,8 @@ class KerasAdapter(Adapter):
 
     def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
         layer.epsilon, layer.momentum = hyper.eps, hyper.momentum  # read at call time: one layer serves every ε
-        return layer(x, training=training), layer
+        call = self.compiled(layer, f"training={training}", hyper, lambda: lambda x: layer(x, training=training))
+        return call(x), layer
 
     def running_statistics(self, layer, state):
         return layer.moving_mean, layer.moving_variance
@@ -120,11 +149,18 @@ class KerasAdapter(Adapter):
         import tensorflow as tf
 
         layer.epsilon = hyper.eps
-        sources = [x] + ([layer.gamma.value, layer.beta.value] if layer.scale else [])
-        with tf.GradientTape() as tape:
-            tape.watch(sources)
-            y = layer(x, training=True)
-        return (*tape.gradient(y, sources, output_gradients=dy), None, None)[:3]
+
+        def make():
+            def gradients(x, dy):
+                sources = [x] + ([layer.gamma.value, layer.beta.value] if layer.scale else [])
+                with tf.GradientTape() as tape:
+                    tape.watch(sources)
+                    y = layer(x, training=True)
+                return tape.gradient(y, sources, output_gradients=dy)
+
+            return gradients
+
+        return (*self.compiled(layer, "vjp", hyper, make)(x, dy), None, None)[:3]
 
     def tensor(self, array: np.ndarray, spec: LayerSpec):
         ops = self.keras().ops
@@ -234,7 +270,34 @@ class KerasJaxAdapter(KerasAdapter):
 
     name = "keras-jax"
     backend = "jax"
+    variants: ClassVar[dict[str, str]] = {"jit": "the layer's stateless_call under jax.jit (XLA), as a jitted training step runs it"}
+    opt_in_variants: ClassVar[dict[str, str]] = {
+        "jit": "ε and the momentum are Python attributes, static under jax.jit, so each new value compiles "
+               "again (about a minute of a ci run on two cores): run when named, and nightly in its matrix cell",
+    }  # fmt: skip
     process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "jax"}
+
+    def compile(self, function):
+        import jax
+
+        return jax.jit(function)
+
+    def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
+        if not self.variant:
+            return super().forward(layer, state, x, training=training, hyper=hyper)
+        layer.epsilon, layer.momentum = hyper.eps, hyper.momentum
+
+        def make():
+            def call(trainable, non_trainable, x):
+                return layer.stateless_call(trainable, non_trainable, x, training=training)
+
+            return call
+
+        call = self.compiled(layer, f"training={training}", hyper, make)
+        y, updated = call([v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables], x)
+        for variable, value in zip(layer.non_trainable_variables, updated, strict=True):
+            variable.assign(value)
+        return y, layer
 
     def version(self) -> str:
         import jax
@@ -257,13 +320,19 @@ class KerasJaxAdapter(KerasAdapter):
         import jax
 
         layer.epsilon = hyper.eps
-        fixed = [v.value for v in layer.non_trainable_variables]
 
-        def forward(x, trainable):
-            return layer.stateless_call(trainable, fixed, x, training=True)[0]
+        def make():
+            def gradients(trainable, fixed, x, dy):
+                def forward(x, trainable):
+                    return layer.stateless_call(trainable, fixed, x, training=True)[0]
 
-        _, pullback = jax.vjp(forward, x, [v.value for v in layer.trainable_variables])
-        dx, dparams = pullback(dy)
+                _, pullback = jax.vjp(forward, x, trainable)
+                return pullback(dy)
+
+            return gradients
+
+        gradients = self.compiled(layer, "vjp", hyper, make)
+        dx, dparams = gradients([v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables], x, dy)
         return (dx, *dparams, None, None)[:3]  # trainable_variables: [gamma, beta]
 
     SNIPPET_IMPORTS = "import jax\n"
@@ -285,6 +354,8 @@ class KerasTorchAdapter(KerasAdapter):
 
     name = "keras-torch"
     backend = "torch"
+    variants: ClassVar[dict[str, str]] = {}
+    opt_in_variants: ClassVar[dict[str, str]] = {}
     process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "torch"}
 
     @property

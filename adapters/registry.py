@@ -130,10 +130,14 @@ def availability(spec: str) -> str | None:
 
 
 def all_specs(names: list[str] | None = None) -> list[str]:
-    """Every ``NAME`` and ``NAME:VARIANT`` spec of the given (default: all) adapters."""
+    """Every ``NAME`` and ``NAME:VARIANT`` spec of the given (default: all) adapters.
+
+    Opt-in variants (``Adapter.opt_in_variants``) are left out: they run when named.
+    """
     specs = []
     for name in names or list(registered()):
         specs.append(name)
         with contextlib.suppress(FrameworkUnavailableError):
-            specs.extend(f"{name}:{variant}" for variant in adapter_class(name).variants)
+            cls = adapter_class(name)
+            specs.extend(f"{name}:{variant}" for variant in cls.variants if variant not in cls.opt_in_variants)
     return specs

@@ -36,7 +36,12 @@ class TorchAdapter(Adapter):
         "channels_last": "rank 4/5 inputs in the channels_last memory format",
         "no_running_stats": "track_running_stats=False: inference mode uses batch statistics",
         "no_cudnn": "cuDNN disabled (torch.backends.cudnn.flags(enabled=False)); CUDA only differs",
+        "compile": "torch.compile (inductor) of the module, dynamic shapes; compared with eager PyTorch",
     }
+
+    def __init__(self, variant: str = "") -> None:
+        super().__init__(variant)
+        self._compiled: dict[int, object] = {}  # id of a cached module → its torch.compile wrapper
 
     def version(self) -> str:
         return _torch().__version__
@@ -111,11 +116,25 @@ class TorchAdapter(Adapter):
                 layer.num_batches_tracked.zero_()
         return layer
 
+    def _call(self, layer, x):
+        """The module's forward: eager, or through its ``torch.compile`` wrapper (made once per module)."""
+        if self.variant != "compile":
+            return layer(x)
+        compiled = self._compiled.get(id(layer))
+        if compiled is None:
+            torch = _torch()
+            # ε and the momentum are module attributes that dynamo guards on: each new value
+            # recompiles, so the limit must not silently send later cases back to eager mode
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1_000_000)
+            torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 1_000_000)
+            compiled = self._compiled[id(layer)] = torch.compile(layer, dynamic=True)
+        return compiled(x)
+
     def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
         layer.eps, layer.momentum = hyper.eps, hyper.momentum  # momentum None: a cumulative average
         layer.train(training)
         with _torch().no_grad():
-            return layer(x), layer
+            return self._call(layer, x), layer
 
     def running_statistics(self, layer, state):
         return (layer.running_mean, layer.running_var) if layer.track_running_stats else None
@@ -125,7 +144,7 @@ class TorchAdapter(Adapter):
         layer.train(True)
         x = x.detach().requires_grad_(True)
         sources = [x, layer.weight, layer.bias] if layer.affine else [x]
-        grads = _torch().autograd.grad(layer(x), sources, grad_outputs=dy)
+        grads = _torch().autograd.grad(self._call(layer, x), sources, grad_outputs=dy)
         return (*grads, None, None)[:3]
 
     def tensor(self, array: np.ndarray, spec: LayerSpec):

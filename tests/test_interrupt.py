@@ -111,6 +111,9 @@ def test_a_child_that_ignores_sigint_is_killed_with_its_own_children():
     child = subprocess.Popen([sys.executable, "-c", script, marker], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert child.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10  # the grandchild may still be starting (seen on a loaded machine)
+        while len(_processes_mentioning(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(_processes_mentioning(marker)) == 2, "the child and its own child are running"
         started = time.monotonic()
         stop(child, grace=0.5)

@@ -41,6 +41,26 @@ def test_all_specs_lists_variants_and_skips_missing_frameworks(fake_frameworks):
     assert specs[-1] == "missing-fake"
 
 
+def test_all_specs_leaves_out_opt_in_variants_which_still_run_when_named(fake_frameworks, monkeypatch):
+    from fakes import NumpyAdapter
+
+    monkeypatch.setattr(NumpyAdapter, "opt_in_variants", {"half_precision": "slow, say"})
+    specs = registry.all_specs(["numpy-fake"])
+    assert "numpy-fake:half_precision" not in specs
+    assert "numpy-fake:no_eps" in specs
+    assert registry.get_adapter("numpy-fake:half_precision").variant == "half_precision"
+
+
+def test_compiled_modes_are_declared_opt_in():
+    """The slow modes are opt-in (left out of an unnamed run); torch.compile, cheap enough, is not."""
+    for name, variant in (("keras", "jit"), ("keras", "tf_function"), ("keras-jax", "jit"), ("flax", "eager"), ("nnx", "eager")):
+        cls = registry.adapter_class(name)
+        assert variant in cls.variants, (name, variant)
+        assert variant in cls.opt_in_variants, (name, variant)
+    assert "compile" in registry.adapter_class("torch").variants
+    assert "compile" not in registry.adapter_class("torch").opt_in_variants
+
+
 def test_entry_point_adapters_are_registered(monkeypatch):
     class EntryPoint:
         name, value = "thirdparty", "thirdparty_bn.adapter:Adapter"

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("cpu", "gpu", "all"), default="cpu", help="device to run on (default: cpu)")
     run.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=f"hypothesis profile (default: {DEFAULT_PROFILE})")
     run.add_argument("--out", default="bnconf-out", help="output directory (default: bnconf-out)")
+    run.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS", help=ONE_OFF_HELP)
+    run.add_argument("--jobs", type=int, default=1, help="framework processes to run at once (default: 1)")
     run.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="SECONDS",
                      help=f"kill a framework's process when one check runs longer (default: {DEFAULT_CASE_TIMEOUT:g})")
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--frameworks", type=_frameworks, help="comma-separated frameworks (default: the case's, else all)")
     replay.add_argument("--device", choices=("cpu", "gpu"), help="override the case's device")
     replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    replay.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS", help=ONE_OFF_HELP)
 
     matrix = commands.add_parser("matrix", help="run the CI matrix's cells that can run here, and merge them")
     matrix.add_argument("--cells", type=_frameworks, help="comma-separated cell names (default: every cell)")
@@ -78,6 +81,47 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="+", help="records files (JSON lines) or run directories")
     report.add_argument("-o", "--out", required=True, help="output directory")
     return parser
+
+
+ONE_OFF_HELP = ("run an adapter class that is not installed (importable from here or PYTHONPATH); "
+                "repeatable; without --frameworks only these adapters run")
+
+
+def register_one_off_adapters(targets: list[str]) -> list[str]:
+    """Register each ``module:Class`` adapter for this process and the processes it starts.
+
+    The current directory is put on the import path (as ``python -m`` would), the class is
+    imported and checked, and its ``name`` is added to ``BNCONF_ADAPTERS`` so that suite
+    processes find it too.  Returns the names, in order.
+    """
+    import importlib
+    import os
+
+    from adapters.base import Adapter
+    from adapters.registry import ENVIRONMENT_VARIABLE, registered
+
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    names, entries = [], []
+    for target in targets:
+        module_name, sep, class_name = target.partition(":")
+        if not sep or not module_name or not class_name:
+            raise UsageError(f"--adapter expects MODULE:CLASS, got {target!r}")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise UsageError(f"--adapter {target}: cannot import it ({type(error).__name__}: {error})") from None
+        if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+            raise UsageError(f"--adapter {target}: expected a subclass of adapters.base.Adapter, got {cls!r}")
+        if not cls.name:
+            raise UsageError(f"--adapter {target}: the class sets no `name`")
+        names.append(cls.name)
+        entries.append(f"{cls.name}={target}")
+    os.environ[ENVIRONMENT_VARIABLE] = ",".join(filter(None, [*entries, os.environ.get(ENVIRONMENT_VARIABLE)]))
+    registered.cache_clear()
+    return names
 
 
 def _check_frameworks(specs: list[str]) -> None:
@@ -128,7 +172,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.device:
         case = case.with_(device=args.device)
-    frameworks = args.frameworks or default_frameworks(case)
+    one_off = register_one_off_adapters(args.adapter)
+    frameworks = args.frameworks or one_off or default_frameworks(case)
     _check_frameworks(frameworks)
     rows = replay(case, frameworks)
     if args.json:
@@ -143,9 +188,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .run import run_suite
 
-    if args.frameworks:
-        _check_frameworks(args.frameworks)
-    return run_suite(frameworks=args.frameworks, device=args.device, profile=args.profile, out=args.out,
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    one_off = register_one_off_adapters(args.adapter)
+    frameworks = args.frameworks or one_off or None
+    if frameworks:
+        _check_frameworks(frameworks)
+    return run_suite(frameworks=frameworks, jobs=args.jobs, device=args.device, profile=args.profile, out=args.out,
                      case_timeout=args.case_timeout)
 
 

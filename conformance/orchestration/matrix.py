@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import tomllib
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -169,6 +168,7 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
     from reports.render import render_report
 
     from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED
+    from .parallel import run_parallel
     from .run import run_framework
 
     out = Path(out)
@@ -197,7 +197,12 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
         return run_framework(cell.name, list(cell.frameworks), cell.device, profile, out, case_timeout, env=env,
                              label=cell.name, stop_requested=stop_requested)  # fmt: skip
 
-    ran, interrupted = run_cells(run_cell, decided.runnable, jobs, stop_requested)
+    def not_started(item: tuple[Cell, list[str]]) -> dict:
+        cell, _overlay = item
+        return {"framework": cell.name, "specs": list(cell.frameworks), "exit_code": None,
+                "outcome": "not started: interrupted", "seconds": 0, "records": "", "log": ""}  # fmt: skip
+
+    ran, interrupted = run_parallel(run_cell, decided.runnable, jobs, stop_requested, not_started=not_started)
     runs = ran + runs
     files = [r["records"] for r in ran if r["records"] and Path(r["records"]).exists()]
     summary = render_report(files, out, runs=runs, profile=profile)
@@ -210,42 +215,6 @@ def run_matrix(names: list[str] | None, jobs: int, profile: str, out: str | Path
         return EXIT_INTERRUPTED
     failed = [r for r in ran if r["exit_code"] != 0]
     return EXIT_OK if ran and not failed else EXIT_FOUND
-
-
-def run_cells(run_cell, items: list, jobs: int, stop_requested: threading.Event) -> tuple[list[dict], bool]:
-    """Run ``run_cell`` over ``items``, ``jobs`` at a time; ``(runs, interrupted)``.
-
-    Ctrl-C reaches the main thread only, which waits here: it sets ``stop_requested``, so
-    every running cell's supervisor stops its process group and raises ``Interrupted``
-    (carrying how that cell ended), and cells not yet started never start.
-    """
-    from .supervise import Interrupted
-
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    futures = [pool.submit(run_cell, item) for item in items]
-    interrupted = False
-    try:
-        while wait(futures, timeout=0.5).not_done:  # short waits: the main thread stays interruptible
-            pass
-    except KeyboardInterrupt:
-        interrupted = True
-        stop_requested.set()
-        for future in futures:
-            future.cancel()
-    finally:
-        pool.shutdown(wait=True)
-    runs = []
-    for (cell, _overlay), future in zip(items, futures, strict=True):
-        if future.cancelled():
-            runs.append({"framework": cell.name, "specs": list(cell.frameworks), "exit_code": None,
-                         "outcome": "not started: interrupted", "seconds": 0, "records": "", "log": ""})  # fmt: skip
-            continue
-        try:
-            runs.append(future.result())
-        except Interrupted as stopped:
-            runs.append(stopped.run)
-            interrupted = True
-    return runs, interrupted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,21 +71,31 @@ def run_framework(
 
 
 def run_suite(
-    frameworks: list[str] | None, device: str, profile: str, out: str | Path, case_timeout: float = DEFAULT_CASE_TIMEOUT
-) -> int:
+    frameworks: list[str] | None, device: str, profile: str, out: str | Path, case_timeout: float = DEFAULT_CASE_TIMEOUT,
+    jobs: int = 1,
+) -> int:  # fmt: skip
+    """Run each framework's suite in its own supervised process, ``jobs`` at a time, then the report."""
     from reports.render import render_report
+
+    from .parallel import run_parallel
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     specs = frameworks or all_specs(list(registered()))
-    runs, interrupted = [], False
-    try:
-        for name, group in group_by_framework(specs).items():
-            runs.append(run_framework(name, group, device, profile, out, case_timeout))
-    except Interrupted as stopped:
-        runs.append(stopped.run)
-        interrupted = True
-    record_files = [r["records"] for r in runs if Path(r["records"]).exists()]
+    stop_requested = threading.Event()
+
+    def run(item: tuple[str, list[str]]) -> dict:
+        name, group = item
+        return run_framework(name, group, device, profile, out, case_timeout, stop_requested=stop_requested)
+
+    def not_started(item: tuple[str, list[str]]) -> dict:
+        name, group = item
+        return {"framework": name, "specs": group, "exit_code": None, "outcome": "not started: interrupted",
+                "seconds": 0, "records": "", "log": ""}  # fmt: skip
+
+    runs, interrupted = run_parallel(run, list(group_by_framework(specs).items()), jobs, stop_requested,
+                                     not_started=not_started)  # fmt: skip
+    record_files = [r["records"] for r in runs if r["records"] and Path(r["records"]).exists()]
     summary = render_report(record_files, out, runs=runs, profile=profile)
     print()
     print(summary["text"])

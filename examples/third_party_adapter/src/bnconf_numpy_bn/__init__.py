@@ -1,0 +1,1 @@
+"""A hand-written NumPy batch norm (``layer.py``) and its bn-conformance adapter (``adapter.py``)."""
