@@ -289,3 +289,10 @@ class ProcessBoundAdapter(NumpyAdapter):
         if os.environ.get("BNCONF_FAKE_BACKEND") != "bound":
             raise ImportError("this fake loads only with BNCONF_FAKE_BACKEND=bound")
         return super().version()
+
+
+class ProcessBoundRefusingAdapter(ProcessBoundAdapter):
+    """Its declared environment makes its child process refuse every case (a limit of one element)."""
+
+    name = "process-bound-refusing-fake"
+    process_environment: ClassVar[dict[str, str]] = {"BNCONF_FAKE_BACKEND": "bound", "BNCONF_MAX_CASE_ELEMENTS": "1"}

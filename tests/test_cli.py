@@ -100,6 +100,47 @@ def test_explain_bad_usage_exits_2(capsys, argv, message):
     assert "Traceback" not in err
 
 
+def test_explain_side_by_side_puts_engines_in_columns(capsys):
+    """Several engines, one of them in a child process of its own (Keras on JAX)."""
+    pytest.importorskip("torch")
+    code, out, _ = run_cli(capsys, "explain", "--frameworks", "torch,keras,keras-jax", "--input-shape", "3,4,5",
+                           "--layout", "channels_first", "--json")  # fmt: skip
+    assert code == 0
+    engines = {e["framework"]: e for e in json.loads(out)["engines"]}
+    assert set(engines) == {"torch", "keras", "keras-jax"}
+    assert "jax" in engines["keras-jax"]["version"]
+    for engine in engines.values():
+        assert engine["channel_axis"] == 1
+        assert engine["reduced_axes"] == [0, 2, 3]
+    assert engines["torch"]["conventions"]["default_decay"] == pytest.approx(0.9)
+    assert engines["keras"]["conventions"]["default_decay"] == pytest.approx(0.99)
+    assert (engines["torch"]["total_count"], engines["keras"]["total_count"]) == (13, 12)
+    assert "torch-num-batches-tracked-counter" in engines["torch"]["ledger"]
+
+
+def test_explain_side_by_side_text_and_an_impossible_layout(capsys):
+    pytest.importorskip("torch")
+    code, out, _ = run_cli(capsys, "explain", "--frameworks", "torch,keras", "--input-shape", "3,4,5", "--layout", "channels_last")
+    assert code == 0
+    header = next(line for line in out.splitlines() if line.split() == ["keras"])
+    assert header.strip() == "keras"  # torch could not take channels-last: one column
+    assert "torch: not explained: torch keeps channels on axis 1 only" in out
+    assert "momentum=0.99 (weights the old statistic)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("explain", "--frameworks", "torch,mxnet", "--input-shape", "3,4"), "unknown framework 'mxnet'"),
+        (("explain", "torch", "--frameworks", "keras", "--input-shape", "3,4"), "not both"),
+    ],
+)
+def test_explain_side_by_side_bad_usage_exits_2(capsys, argv, message):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert message in err
+
+
 # -- replay ---------------------------------------------------------------------------
 
 
@@ -156,6 +197,24 @@ def test_replay_runs_a_process_bound_framework_in_its_own_process(capsys, ordina
     assert all(r["verdict"] == "pass" for r in rows), rows
     assert all(isinstance(r["ratio"], float) for r in bound)
     assert code == 0
+
+
+def test_a_failing_child_process_is_one_error_row_beside_the_others(capsys, ordinary_case, monkeypatch):
+    monkeypatch.setenv("BNCONF_ADAPTERS", "process-bound-refusing-fake=fakes:ProcessBoundRefusingAdapter,numpy-fake=fakes:NumpyAdapter")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    registry.registered.cache_clear()
+    try:
+        code, out, _ = run_cli(capsys, "replay", str(ordinary_case), "--frameworks", "process-bound-refusing-fake,numpy-fake", "--json")
+    finally:
+        registry.registered.cache_clear()
+    rows = json.loads(out)["results"]
+    failed = [r for r in rows if r["framework"] == "process-bound-refusing-fake"]
+    assert len(failed) == 1
+    assert failed[0]["verdict"] == "error"
+    assert "failed (exit 2)" in failed[0]["message"]
+    assert "BNCONF_MAX_CASE_ELEMENTS" in failed[0]["message"]  # the line names the refused size
+    assert all(r["verdict"] == "pass" for r in rows if r["framework"] == "numpy-fake")
+    assert code == 1
 
 
 def test_the_process_bound_fake_is_unavailable_in_this_process(monkeypatch):

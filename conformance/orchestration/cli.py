@@ -14,7 +14,7 @@ from pathlib import Path
 from conformance.generation.profiles import DEFAULT_PROFILE, PROFILES
 from datamodel import jsoncodec
 
-from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .exitcodes import EXIT_FOUND, EXIT_INTERRUPTED, EXIT_NOTHING_CHECKED, EXIT_OK, EXIT_USAGE
 from .run import DEFAULT_CASE_TIMEOUT
 
 
@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT, metavar="SECONDS",
                      help=f"kill a framework's process when one check runs longer (default: {DEFAULT_CASE_TIMEOUT:g})")
 
-    explain = commands.add_parser("explain", help="a framework's batch norm for one input shape, as formulas")
-    explain.add_argument("framework", help="framework name, e.g. torch, keras, flax")
+    explain = commands.add_parser("explain", help="batch norm for one input shape: one engine in detail, or several side by side")
+    explain.add_argument("framework", nargs="?", help="one engine in detail, e.g. torch (default: every engine, side by side)")
+    explain.add_argument("--frameworks", type=_frameworks, help="comma-separated engines to put side by side")
     explain.add_argument("--input-shape", type=_shape, required=True, help="per-sample shape without the batch axis, e.g. 100,200,3")
     explain.add_argument("--layout", choices=("channels_first", "channels_last"), help="where the channels are (default: the framework's)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -138,7 +139,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError, get_adapter
     from datamodel.limits import CaseLimits, LimitSettingError
 
-    from .explain import explain, render_text
+    from .explain import explain, explain_engines, render_side_by_side, render_text
 
     try:
         problem = CaseLimits.from_environment().size_problem((2, *args.input_shape))
@@ -146,6 +147,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if problem:  # the engines build (and some allocate) an input of this shape
         raise UsageError(f"--input-shape: {problem}")
+    if args.framework and args.frameworks:
+        raise UsageError("give one engine (explain ENGINE) or several (--frameworks a,b), not both")
+    if not args.framework:
+        from adapters.registry import all_specs, registered
+
+        specs = args.frameworks or [s for s in all_specs(list(registered())) if ":" not in s]
+        _check_frameworks(specs)
+        result = explain_engines(specs, args.input_shape, args.layout)
+        print(jsoncodec.dumps(result, indent=2, ensure_ascii=False) if args.json else render_side_by_side(result))
+        return EXIT_OK if any("unavailable" not in e for e in result["engines"]) else EXIT_NOTHING_CHECKED
     try:
         adapter = get_adapter(args.framework)
     except UnknownFrameworkError as error:

@@ -136,3 +136,94 @@ def render_text(info: dict[str, Any]) -> str:
     lines.extend(f"  {where}: {count}" for where, count in info["reported_counts"].items())
     lines.append(f"canonical count:    {info['canonical_count']['formula']}")
     return "\n".join(lines)
+
+
+# -- several engines side by side -----------------------------------------------------------
+
+
+def explain_engines(specs: list[str], sample_shape: tuple[int, ...], layout: str | None = None) -> dict[str, Any]:
+    """``explain`` for each engine: ``{"input_shape", "layout", "engines": [info, ...]}``.
+
+    An engine whose declared process environment this process lacks (a Keras backend) is
+    explained in a child process; one that is not installed, or cannot take the layout, is an
+    entry with ``"unavailable"`` and the reason.  Unknown names must be rejected before this.
+    """
+    from adapters.registry import FrameworkUnavailableError, get_adapter
+
+    from .childproc import environment_to_start, run_json_command
+
+    engines = []
+    for spec in specs:
+        environment = environment_to_start(spec)
+        if environment is not None:
+            arguments = ["explain", spec, "--input-shape", ",".join(map(str, sample_shape)), "--json"]
+            document, why = run_json_command(arguments + (["--layout", layout] if layout else []), environment)
+            engines.append(document if isinstance(document, dict) and "framework" in document
+                           else {"framework": spec, "unavailable": why or "the child process printed no explanation"})  # fmt: skip
+            continue
+        try:
+            engines.append(explain(get_adapter(spec), sample_shape, layout))
+        except FrameworkUnavailableError as error:
+            engines.append({"framework": spec, "unavailable": str(error)})
+        except ValueError as error:  # the layout is impossible for this engine
+            engines.append({"framework": spec, "unavailable": str(error)})
+    from conformance.judging.ledger import default_ledger
+
+    ledger = default_ledger()
+    for engine in engines:
+        if "unavailable" not in engine:
+            engine["ledger"] = [entry.id for entry in ledger.for_framework(engine["framework"])]
+    return {"input_shape": ["N", *sample_shape], "layout": layout or "each engine's default", "engines": engines}
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _momentum_cell(conventions: dict[str, Any]) -> str:
+    weights = "new batch" if conventions["momentum_form"] == "new_weight" else "old statistic"
+    return f"{conventions['momentum_name']}={conventions['momentum_default']:g} (weights the {weights})"
+
+
+#: The rows of the side-by-side table: a label and how to read it from one engine's ``explain``.
+SIDE_BY_SIDE_ROWS: tuple[tuple[str, Any], ...] = (
+    ("version", lambda e: e["version"]),
+    ("channel axis (C)", lambda e: f"{e['channel_axis']} (C = {e['channels']})"),
+    ("averaged over axes", lambda e: str(e["reduced_axes"])),
+    ("values per channel", lambda e: e["values_per_channel"].split(" values")[0]),
+    ("γ, β shape", lambda e: _shape_text([e["channels"]])),
+    ("statistics shape", lambda e: _shape_text([e["channels"]])),
+    ("ε default, placement", lambda e: f"{e['conventions']['eps_default']:g}, {e['conventions']['reference']['eps_placement']} √"),
+    ("momentum, own form", lambda e: _momentum_cell(e["conventions"])),
+    ("decay d (canonical)", lambda e: f"{e['conventions']['default_decay']:g}"),
+    ("running var is fed", lambda e: "unbiased σ²·n/(n − 1)" if e["conventions"]["reference"]["running_variance"] == "unbiased" else "biased σ²"),
+    ("batch variance", lambda e: "two-pass" if e["conventions"]["variance_algorithm"] == "two_pass" else "E[x²] − E[x]² (one pass)"),
+    ("variables, in order", lambda e: ", ".join(p["name"] for p in e["parameters"])),
+    ("trainable (own count)", lambda e: str(e["trainable_count"])),
+    ("non-trainable (own count)", lambda e: str(e["non_trainable_count"])),
+    ("total (own count)", lambda e: str(e["total_count"])),
+    ("known findings (ledger)", lambda e: ", ".join(e.get("ledger", [])) or "none"),
+    ("canonical 2·C + 2·C", lambda e: f"{e['canonical_count']['trainable']} + {e['canonical_count']['running_statistics']} = {e['canonical_count']['total']}"),
+)
+
+
+def render_side_by_side(result: dict[str, Any]) -> str:
+    """One table, a column per available engine, then the engines that could not be explained."""
+    available = [e for e in result["engines"] if "unavailable" not in e]
+    shape = ", ".join(map(str, result["input_shape"]))
+    lines = [
+        f"batch norm for input shape ({shape}), layout: {result['layout']}",
+        "",
+        "training:   y = γ·(x − μ_B)/√(σ²_B + ε) + β, with μ_B and σ²_B over every axis but the channel axis",
+        "inference:  y = γ·(x − running_mean)/√(running_var + ε) + β",
+        "update:     running = d·running + (1 − d)·batch_stat (each engine's momentum converted to the decay d below)",
+        "",
+    ]
+    if available:
+        headers = ("", *(e["framework"] for e in available))
+        rows = [(label, *(read(e) for e in available)) for label, read in SIDE_BY_SIDE_ROWS]
+        lines.extend(text_table(headers, rows))
+    for engine in result["engines"]:
+        if "unavailable" in engine:
+            lines.append(f"{engine['framework']}: not explained: {engine['unavailable']}")
+    return "\n".join(lines)

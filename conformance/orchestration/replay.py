@@ -9,22 +9,19 @@ backend, fixed at its first import) is replayed in a child process that has it, 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from adapters.registry import FrameworkUnavailableError, declared_environment, get_adapter, registered
+from adapters.registry import FrameworkUnavailableError, get_adapter, registered
 from conformance.judging.check import check_case
 from conformance.judging.compare import ERROR, PASS, UNSUPPORTED, Comparison
 from datamodel.case import Case
 from datamodel.casefile import dump_case
 from datamodel.jsoncodec import as_number
 
+from .childproc import environment_to_start, run_json_command
 from .exitcodes import EXIT_FOUND, EXIT_NOTHING_CHECKED, EXIT_OK
 from .texttable import text_table
 
@@ -48,8 +45,8 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
     """Check ``case`` on each framework spec; unknown names must be rejected before this."""
     rows = []
     for spec in frameworks:
-        environment = declared_environment(spec)
-        if any(os.environ.get(key) != value for key, value in environment.items()):
+        environment = environment_to_start(spec)
+        if environment is not None:
             rows.extend(replay_in_child(case, spec, environment))
             continue
         try:
@@ -69,32 +66,18 @@ def replay(case: Case, frameworks: list[str]) -> list[ReplayRow]:
     return rows
 
 
-#: seconds one child replay may take (framework import and compilation included)
-CHILD_TIMEOUT = 600.0
-
-
 def replay_in_child(case: Case, spec: str, environment: dict[str, str]) -> list[ReplayRow]:
     """Replay ``case`` on ``spec`` in a child process started with ``environment``."""
     with tempfile.TemporaryDirectory(prefix="bnconf-replay-") as directory:
         path = Path(directory) / "case.json"
         dump_case(case, path)
-        command = [sys.executable, "-m", "conformance.orchestration.cli", "replay", str(path), "--frameworks", spec, "--json"]
+        document, why = run_json_command(["replay", str(path), "--frameworks", spec, "--json"], environment)
+    if document is not None:
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
-                                  env={**os.environ, **environment})  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return [ReplayRow(spec, "", Comparison("*", ERROR, message=f"the replay process did not finish in {CHILD_TIMEOUT:.0f} s"))]
-    try:
-        results = json.loads(done.stdout)["results"]
-        return [_row_from_dict(result) for result in results]
-    except (ValueError, KeyError, TypeError):
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        message = f"the replay process with {_assignments(environment)} failed (exit {done.returncode}): {last}"
-        return [ReplayRow(spec, "", Comparison("*", ERROR, message=message))]
-
-
-def _assignments(environment: dict[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in environment.items())
+            return [_row_from_dict(result) for result in document["results"]]
+        except (KeyError, TypeError):
+            why = "the child process printed JSON without results"
+    return [ReplayRow(spec, "", Comparison("*", ERROR, message=why))]
 
 
 def _row_from_dict(result: dict[str, Any]) -> ReplayRow:
