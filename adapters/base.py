@@ -18,6 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -88,6 +89,8 @@ class FrameworkConventions:
     reference: Conventions
     parameter_names: dict[str, str]
     normalization_variance: str = "biased"
+    #: the constructor argument that takes ε ("eps" in PyTorch, "epsilon" elsewhere)
+    eps_name: str = "epsilon"
     #: how the batch variance is computed: "two_pass" (mean of squared deviations) or
     #: "fast" (E[x²] − E[x]², cheaper but cancels catastrophically when |μ| ≫ σ)
     variance_algorithm: str = "two_pass"
@@ -339,6 +342,18 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def vjp(self, layer: Any, state: Any, x: Any, dy: Any, hyper: Hyper) -> tuple[Any, Any, Any]:
         """``(dx, dγ, dβ)`` of a training-mode call at ``x`` for the upstream gradient ``dy`` (dγ, dβ ``None`` without affine)."""
+
+    def read_state_file(self, path: Path) -> dict[str, np.ndarray]:
+        """A saved state in this framework's own format, keyed by its own variable names.
+
+        Every adapter reads ``.npz`` (``numpy.savez(path, **{name: values})``, with optional
+        scalars ``eps`` and ``momentum`` in the framework's own form); an adapter overrides
+        this to read its framework's native files too.
+        """
+        if path.suffix != ".npz":
+            raise ValueError(f"expected a .npz file of {self.label}'s variables, got {path.name}")
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
 
     def tensor(self, array: np.ndarray, spec: LayerSpec) -> Any:
         """A float64 NumPy array as the framework's input in ``spec``'s dtype and device."""

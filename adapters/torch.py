@@ -73,6 +73,7 @@ class TorchAdapter(Adapter):
                 averaging="ema",
                 tracks_running_stats=self.variant != "no_running_stats",
             ),
+            eps_name="eps",
             parameter_names={
                 "scale": "weight",
                 "offset": "bias",
@@ -146,6 +147,15 @@ class TorchAdapter(Adapter):
         sources = [x, layer.weight, layer.bias] if layer.affine else [x]
         grads = _torch().autograd.grad(self._call(layer, x), sources, grad_outputs=dy)
         return (*grads, None, None)[:3]
+
+    def read_state_file(self, path):
+        """A ``state_dict`` saved with ``torch.save(bn.state_dict(), path)`` (``.pt``/``.pth``), or ``.npz``."""
+        if path.suffix not in (".pt", ".pth"):
+            return super().read_state_file(path)
+        state = _torch().load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise ValueError(f"expected a state_dict (a dict of tensors), got {type(state).__name__}")
+        return {name: value.detach().to(dtype=_torch().float64).numpy() for name, value in state.items()}
 
     def tensor(self, array: np.ndarray, spec: LayerSpec):
         torch = _torch()

@@ -67,6 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
     replay.add_argument("--adapter", action="append", default=[], metavar="MODULE:CLASS", help=ONE_OFF_HELP)
 
+    port = commands.add_parser("port", help="move a batch norm's configuration and state to another engine, and prove it")
+    port.add_argument("source", help="the engine the state comes from, e.g. torch")
+    port.add_argument("destination", help="the engine it goes to, e.g. keras")
+    port.add_argument("--input-shape", type=_shape, required=True, help="per-sample input shape in the source's layout, e.g. 3,32,32")
+    port.add_argument("--state", type=Path, help="the source's saved state: a case file (.json), .npz of its variables, or PyTorch's .pt state_dict")
+    port.add_argument("--layout", choices=("channels_first", "channels_last"), help="the source's layout (default: its own)")
+    port.add_argument("--to-layout", choices=("channels_first", "channels_last"), help="the destination's layout (default: its own)")
+    port.add_argument("--eps", type=float, help="the source's ε (default: from the state file, else the source's default)")
+    port.add_argument("--momentum", type=float, help="the source's momentum in its own form (default: from the state file, else its default)")
+    port.add_argument("--data", type=Path, help="a .npy batch in the source's layout to prove the port on (default: generated)")
+    port.add_argument("--snippet", action="store_true", help="also print the destination's standalone loading snippet")
+    port.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    observe = commands.add_parser("observe", help="run one case on one engine and print every quantity as JSON (plumbing)")
+    observe.add_argument("case", help="path of a case file (JSON)")
+    observe.add_argument("--frameworks", type=_frameworks, required=True, help="the one engine to run")
+
     matrix = commands.add_parser("matrix", help="run the CI matrix's cells that can run here, and merge them")
     matrix.add_argument("--cells", type=_frameworks, help="comma-separated cell names (default: every cell)")
     matrix.add_argument("--jobs", type=int, default=1, help="cells to run at once (default: 1)")
@@ -242,7 +259,37 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
 
-COMMANDS = {"run": cmd_run, "matrix": cmd_matrix, "explain": cmd_explain, "replay": cmd_replay, "report": cmd_report}
+def cmd_observe(args: argparse.Namespace) -> int:
+    from datamodel.casefile import CaseFileError, load_case
+
+    from .porting import observe_here
+
+    try:
+        case = load_case(args.case)
+    except CaseFileError as error:
+        raise UsageError(str(error)) from None
+    _check_frameworks(args.frameworks[:1])
+    print(jsoncodec.dumps(observe_here(args.frameworks[0], case)))
+    return EXIT_OK
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    from .porting import PortError, port, render_port
+
+    _check_frameworks([args.source, args.destination])
+    try:
+        result = port(args.source, args.destination, args.input_shape, state_path=args.state, layout=args.layout,
+                      to_layout=args.to_layout, data_path=args.data, eps=args.eps, momentum=args.momentum)  # fmt: skip
+    except PortError as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        print(jsoncodec.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(render_port(result, snippet=args.snippet))
+    return result["exit_code"]
+
+
+COMMANDS = {"run": cmd_run, "port": cmd_port, "observe": cmd_observe, "matrix": cmd_matrix, "explain": cmd_explain, "replay": cmd_replay, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
