@@ -39,6 +39,31 @@ def pytest_command(specs: list[str], device: str, profile: str, results: Path) -
     ]  # fmt: skip
 
 
+#: Where compiling engines keep compiled programs between runs; ``BNCONF_CACHE_DIR=""`` turns it off.
+CACHE_DIR_VARIABLE = "BNCONF_CACHE_DIR"
+DEFAULT_CACHE_DIR = ".bnconf-cache"
+
+
+def compile_cache_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a suite process that keeps JAX's compiled programs between runs.
+
+    JAX's persistent compilation cache works on CPU too, but by default stores only programs
+    that took a second or more to compile; a batch norm compiles in milliseconds, so both
+    thresholds are set to 0.  Variables the user set are left alone.  (PyTorch's inductor
+    keeps its own cache by default.)
+    """
+    environ = os.environ if environ is None else environ
+    directory = environ.get(CACHE_DIR_VARIABLE, DEFAULT_CACHE_DIR)
+    if not directory:
+        return {}
+    wanted = {
+        "JAX_COMPILATION_CACHE_DIR": str(Path(directory, "jax").resolve()),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    return {key: value for key, value in wanted.items() if key not in environ}
+
+
 def run_framework(
     name: str, specs: list[str], device: str, profile: str, out: Path, case_timeout: float = DEFAULT_CASE_TIMEOUT,
     env: dict | None = None, label: str | None = None, stop_requested: threading.Event | None = None,
@@ -48,8 +73,9 @@ def run_framework(
     ``stop_requested``: set by the main thread on Ctrl-C when this runs in a worker thread.
     """
     label = label or name
-    if env is None and (declared := declared_environment(name)):
-        env = {**os.environ, **declared}
+    if env is None:
+        env = {**os.environ, **declared_environment(name)}
+    env = {**env, **compile_cache_environment(env)}
     results = out / "records" / f"{label}.jsonl"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.unlink(missing_ok=True)
