@@ -22,6 +22,7 @@ from datamodel.records import RECORD_SCHEMA_VERSION, RecordFileError, read_recor
 from datamodel.runinfo import environment
 
 from . import plots
+from .headline import conventions_side_by_side, engine_property_grid, finding_sentences, parameter_counts
 from .summarize import (
     conventions_table,
     counted,
@@ -160,11 +161,15 @@ def render_report(
         "conventions": conventions_table(results),
         "inventories": inventory_table(results),
         "cross_device": cross_device(results),
+        "findings_in_brief": finding_sentences(results),
+        "engine_property_grid": engine_property_grid(results),
         "runs": runs or [],
         "environments": [e.model_dump() for e in environments],
         "framework_versions": [f.model_dump() for f in frameworks],
         "renderer_environment": environment(),
     }
+    summary["conventions_side_by_side"] = conventions_side_by_side(summary["conventions"])
+    summary["parameter_counts"] = parameter_counts(summary["inventories"])
     html = _environment().get_template("report.html.j2").render(
         summary=summary,
         partial_line=partial_line(summary),

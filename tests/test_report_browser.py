@@ -43,6 +43,14 @@ def page(tmp_path_factory):
         browser.close()
 
 
+def open_section(page, summary_id: str) -> None:
+    """Open the collapsed section whose summary has ``summary_id``, by clicking it as a reader would."""
+    details = page.locator(f"details:has(> summary#{summary_id})")
+    if details.get_attribute("open") is None:
+        page.locator(f"summary#{summary_id}").click()
+    assert details.get_attribute("open") is not None
+
+
 def test_renders_without_console_errors(page):
     assert page.title() == "Batch-norm conformance report"
     assert page.locator("#matrix tbody tr").count() > 0
@@ -58,7 +66,39 @@ def _column(page, table: str, index: int) -> list[str]:
     return [cell.strip() for cell in page.locator(f"#{table} tbody tr td:nth-child({index})").all_inner_texts()]
 
 
+def test_the_report_leads_with_its_findings_in_sentences(page):
+    """The first section a reader sees: one sentence per kind of finding, unexpected ones first."""
+    first_heading = page.locator("h2").first
+    assert first_heading.inner_text() == "What this run found"
+    assert first_heading.is_visible()
+    items = page.locator("#findings-in-brief li")
+    assert items.count() > 0
+    assert "unexpected" in (items.first.get_attribute("class") or "")
+    texts = items.all_inner_texts()
+    assert any(text.startswith("numpy-fake:no_eps differs on") and "unexpected" in text for text in texts), texts
+    assert all("bnconf replay" in text for text in texts if "crashed" not in text)
+
+
+def test_conventions_counts_and_grid_are_compact_and_visible(page):
+    side = page.locator("#conventions-side")
+    assert side.is_visible()
+    assert side.locator("thead th").count() >= 2  # a column per engine
+    assert page.locator("#parameter-counts tbody tr").count() >= 1
+    grid = page.locator("#grid")
+    assert grid.is_visible()
+    assert grid.locator("td.unexpected").count() > 0  # red: unexpected
+    assert grid.locator("td.known-cell").count() + grid.locator("td.unexpected").count() > 0
+
+
+def test_long_tables_are_collapsed_until_opened(page):
+    assert not page.locator("#worst").is_visible()
+    assert not page.locator("#matrix").is_visible()
+    open_section(page, "tolerance-section")
+    assert page.locator("#worst").is_visible()
+
+
 def test_tables_sort(page):
+    open_section(page, "matrix-section")
     header = page.locator("#matrix thead th", has_text="framework")
     header.click()
     ascending = _column(page, "matrix", 1)
@@ -70,6 +110,7 @@ def test_tables_sort(page):
 
 
 def test_numeric_columns_sort_as_numbers(page):
+    open_section(page, "tolerance-section")
     page.locator("#worst thead th", has_text="ratio").first.click()
     values = [float(v) for v in page.locator("#worst tbody tr td:nth-child(9)").evaluate_all(
         "cells => cells.map(c => c.dataset.value)")]  # fmt: skip
@@ -77,6 +118,7 @@ def test_numeric_columns_sort_as_numbers(page):
 
 
 def test_tables_filter(page):
+    open_section(page, "matrix-section")
     rows = page.locator("#matrix tbody tr")
     total = rows.count()
     page.fill("input[data-table=matrix]", "no_eps inference")
@@ -88,6 +130,7 @@ def test_tables_filter(page):
 
 
 def test_html_in_an_error_message_shows_as_text(page):
+    open_section(page, "counterexamples-section")
     assert page.evaluate("window.__bnconf_xss") is None, "a script from an error message ran"
     messages = page.locator("pre.message", has_text="<b>bold</b>")
     assert messages.count() > 0
