@@ -1,0 +1,68 @@
+"""Benchmark: checks per second of a profile, per engine, on one core and on every core.
+
+Run: ``.venv/bin/python benchmarks/bench_profiles.py [--profile ci] [--frameworks a,b] [--cores 1,2]``.
+
+Each engine runs ``bnconf run --profile P --frameworks ENGINE`` in a fresh output directory,
+pinned with ``taskset`` to the first N cores for each N of ``--cores``; the checks are the
+records the run wrote (every verdict), the time is the run's wall time, framework import and
+compilation included (that is what a user waits for).  JAX's compilation cache is turned
+off (``BNCONF_CACHE_DIR=""``) so every run compiles from scratch.  A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(engine: str, profile: str, cores: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bnconf-bench-") as out:
+        command = [sys.executable, "-m", "conformance.orchestration.cli", "run", "--profile", profile, "--frameworks", engine, "--out", out]
+        if shutil.which("taskset"):
+            command = ["taskset", "-c", ",".join(str(c) for c in range(cores)), *command]
+        env = {**os.environ, "BNCONF_CACHE_DIR": ""}
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+        seconds = time.perf_counter() - start
+        try:
+            totals = json.loads((Path(out) / "summary.json").read_text())["totals"]
+        except (OSError, ValueError, KeyError):
+            return {"engine": engine, "cores": cores, "error": (done.stderr.strip().splitlines() or ["no summary"])[-1]}
+    checks = sum(totals.get(v, 0) for v in ("pass", "discrepancy", "error"))
+    return {"engine": engine, "cores": cores, "seconds": seconds, "checks": checks, "per_second": checks / seconds,
+            "exit_code": done.returncode}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--frameworks", default="torch,keras,keras-jax,keras-torch,tf-keras,flax,nnx")
+    parser.add_argument("--cores", default="1,2")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = []
+    print(f"profile {args.profile}: {'engine':<12} {'cores':>5} {'seconds':>8} {'checks':>7} {'checks/s':>9}")
+    for engine in [e.strip() for e in args.frameworks.split(",") if e.strip()]:
+        for cores in [int(c) for c in args.cores.split(",")]:
+            row = run(engine, args.profile, cores)
+            rows.append(row)
+            if "error" in row:
+                print(f"{'':>{len('profile ' + args.profile) + 1}}{engine:<12} {cores:>5}  not measured: {row['error']}")
+            else:
+                print(f"{'':>{len('profile ' + args.profile) + 1}}{engine:<12} {cores:>5} {row['seconds']:>8.1f} {row['checks']:>7} {row['per_second']:>9.1f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
