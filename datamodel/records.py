@@ -147,6 +147,12 @@ class ResultRecord(_Check):
     total: int = 0
     uninformative: int = 0  # elements whose allowed error is at least their own size
     worst_index: list[int] | None = None
+    #: The largest error a numerically stable implementation in the case's dtype makes on this
+    #: quantity of this case (an emulation: ``conformance.judging.accuracy``), and the accuracy
+    #: grade, ``max_abs_error`` in units of it (floored at a few roundings of the output): about
+    #: 1 is as accurate as a stable implementation, 10 ten times less; ``None`` without a grade.
+    stable_error: Real | None = None
+    accuracy_grade: Real | None = None
     conditioning: Conditioning | None = None
     twin: str | None = None  # layout property: the framework spec this one was compared with
     twin_of: str | None = None  # layout property: this check ran as the twin of that spec

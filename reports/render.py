@@ -22,6 +22,7 @@ from datamodel.records import RECORD_SCHEMA_VERSION, RecordFileError, read_recor
 from datamodel.runinfo import environment
 
 from . import plots
+from .accuracy import accuracy_table, grade_text
 from .headline import conventions_side_by_side, engine_property_grid, finding_sentences, parameter_counts
 from .summarize import (
     conventions_table,
@@ -124,6 +125,13 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     for framework, counts in summary["framework_totals"].items():
         lines.append(f"| {framework} | " + " | ".join(str(counts[v]) for v in ("pass", "discrepancy", "error", "unsupported")) + " |")
     status = summary["ledger"]
+    less_accurate = summary["accuracy"]["less_accurate"]
+    if less_accurate:
+        lines += ["", "## Less accurate than a stable implementation", "",
+                  f"Median accuracy grade {summary['accuracy']['threshold']:g} or more (error / a stable implementation's "
+                  "error in the same dtype, on the same data):", ""]  # fmt: skip
+        lines += [f"- {c['engine']} on {c['data_class']} data: median {grade_text(c['median'])}, worst "
+                  f"{grade_text(c['worst'])} ({c['checks']} checks)" for c in less_accurate]  # fmt: skip
     if status["new_findings"]:
         lines += ["", "## Unexpected findings", ""]
         lines += [f"- {f['framework']} {f['property']} {f['quantity']}: {f['message'][:300]} (`{f['replay']}`)" for f in status["new_findings"][:50]]
@@ -161,6 +169,7 @@ def render_report(
         "conventions": conventions_table(results),
         "inventories": inventory_table(results),
         "cross_device": cross_device(results),
+        "accuracy": accuracy_table(results),
         "findings_in_brief": finding_sentences(results),
         "engine_property_grid": engine_property_grid(results),
         "runs": runs or [],

@@ -347,3 +347,19 @@ def test_codec_writes_non_finite_numbers_as_text_and_reads_them_back_where_numbe
 def test_codec_refuses_what_json_cannot_hold():
     with pytest.raises(TypeError, match="cannot encode object as JSON"):
         jsoncodec.dumps({"thing": object()})
+
+
+def test_the_accuracy_grade_is_carried_and_records_written_before_it_still_read(tmp_path):
+    """The grade is an optional field of schema version 2: a record without it (written before
+    the grade existed) still reads, with no grade, and an infinite grade is written as text."""
+    graded = Comparison("y_train", DISCREPANCY, max_abs_error=1.0, ratio=2.0, stable_error=1e-6, accuracy_grade=math.inf)
+    path = tmp_path / "run.jsonl"
+    with RecordWriter(path) as writer:
+        writer.write(_result("y_train", comparison=graded))
+    older = _strict(path.read_text(encoding="utf-8"))
+    assert (older["accuracy_grade"], older["stable_error"]) == ("inf", 1e-6)
+    del older["accuracy_grade"], older["stable_error"]
+    path.write_text(path.read_text(encoding="utf-8") + json.dumps(older) + "\n", encoding="utf-8")
+    now, before = read_records(path)
+    assert (now.accuracy_grade, now.stable_error) == (math.inf, 1e-6)
+    assert (before.accuracy_grade, before.stable_error) == (None, None)

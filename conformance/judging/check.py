@@ -1,11 +1,13 @@
 """One check: a case run on one adapter, compared quantity by quantity with the reference.
 
-This is the data flow in one place: case → reference (expected) → adapter (observed) →
-tolerance model → comparison.  The caller turns the comparisons into result records.
+This is the data flow in one place: case → reference (expected) and the stable emulation
+(``accuracy``) → adapter (observed) → tolerance model → comparison, each comparison graded
+against the stable emulation.  The caller turns the comparisons into result records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.base import Adapter, Outcome, Settings
@@ -13,6 +15,7 @@ from datamodel.case import Case, CaseData
 from datamodel.quantities import PHASE_QUANTITIES, PHASES
 from reference import Expected, simulate
 
+from .accuracy import StableError, emulate_stable, graded, stable_errors
 from .compare import ERROR, UNSUPPORTED, Comparison, compare
 from .tolerance import ToleranceInputs, allowed_errors, largest_finite
 
@@ -35,25 +38,40 @@ def expected_values(case: Case, data: CaseData, settings: Settings) -> Expected:
     )  # fmt: skip
 
 
-def tolerances(case: Case, data: CaseData, settings: Settings, expected: Expected) -> dict:
-    inputs = ToleranceInputs(
+def _inputs(case: Case, data: CaseData, settings: Settings) -> ToleranceInputs:
+    return ToleranceInputs(
         data=data, axis=case.channel_axis, eps=settings.eps, decay=settings.decay, dtype=case.dtype,
         conventions=settings.conventions,
-    )
-    return allowed_errors(inputs, expected)
+    )  # fmt: skip
+
+
+def tolerances(case: Case, data: CaseData, settings: Settings, expected: Expected) -> dict:
+    return allowed_errors(_inputs(case, data, settings), expected)
+
+
+def stable_baseline(
+    case: Case, data: CaseData, settings: Settings, expected: Expected, phases: tuple[str, ...] = PHASES
+) -> dict[str, StableError]:
+    """What a numerically stable implementation in the case's dtype errs by on each quantity of
+    ``phases`` (``accuracy``): one emulation per case, the denominators of every accuracy grade."""
+    inputs = _inputs(case, data, settings)
+    wanted = [name for phase in phases for name in PHASE_QUANTITIES[phase]]
+    return stable_errors(inputs, expected, emulate_stable(inputs, wanted))
 
 
 def compare_outcomes(
     expected: Expected, allowed: dict, observed: dict[str, Outcome], phases: tuple[str, ...] = PHASES,
-    max_finite: float = float("inf"),
+    max_finite: float = float("inf"), stable: Mapping[str, StableError] | None = None,
 ) -> list[Comparison]:
     """Compare every expected quantity of ``phases`` with what the adapter observed (or its error).
 
     A quantity of a phase the engine does not run is ``unsupported``, with the engine's reason.
 
-    ``max_finite``: the output dtype's largest finite number (see ``compare``).
+    ``max_finite``: the output dtype's largest finite number (see ``compare``).  ``stable``
+    (from ``stable_baseline``) grades each comparison's accuracy; without it there is no grade.
     """
     wanted = {name for phase in phases for name in PHASE_QUANTITIES[phase]}
+    stable = stable or {}
     comparisons = []
     for quantity, value in expected.values.items():
         if quantity not in wanted:
@@ -66,7 +84,8 @@ def compare_outcomes(
         elif outcome.error is not None:
             comparisons.append(Comparison(quantity, ERROR, message=outcome.error))
         else:
-            comparisons.append(compare(quantity, value, outcome.value, allowed[quantity], max_finite))
+            found = compare(quantity, value, outcome.value, allowed[quantity], max_finite)
+            comparisons.append(graded(found, stable.get(quantity)))
     return comparisons
 
 
@@ -81,6 +100,7 @@ def check_case(
     settings = adapter.settings(case)
     expected = expected_values(case, data, settings)
     allowed = tolerances(case, data, settings, expected)
+    stable = stable_baseline(case, data, settings, expected, phases)
     observed = adapter.run(case, data, phases)
-    comparisons = compare_outcomes(expected, allowed, observed, phases, largest_finite(case.dtype))
+    comparisons = compare_outcomes(expected, allowed, observed, phases, largest_finite(case.dtype), stable)
     return CheckResult(comparisons, settings=settings)

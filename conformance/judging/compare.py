@@ -34,6 +34,10 @@ class Comparison:
     uninformative: int = 0
     worst_index: tuple[int, ...] | None = None
     message: str = ""
+    #: the largest error a numerically stable implementation in the case's dtype makes on this
+    #: quantity of this case, and ``max_abs_error`` in units of it (floored): see ``accuracy``
+    stable_error: float | None = None
+    accuracy_grade: float | None = None
 
 
 def _nonfinite_mismatch(expected: np.ndarray, observed: np.ndarray) -> np.ndarray:

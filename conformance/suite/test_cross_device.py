@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance.generation.strategies import cases
-from conformance.judging.check import compare_outcomes, expected_values, tolerances
+from conformance.judging.check import compare_outcomes, expected_values, stable_baseline, tolerances
 from conformance.judging.compare import compare
 from conformance.judging.tolerance import largest_finite
 
@@ -30,10 +30,11 @@ def test_cpu_and_gpu_agree(conformance, adapter, bnconf_device, max_elements, da
     settings = adapter.settings(gpu_case)
     expected = expected_values(gpu_case, data_arrays, settings)
     allowed = tolerances(gpu_case, data_arrays, settings, expected)
+    stable = stable_baseline(gpu_case, data_arrays, settings, expected)
     on_gpu = conformance.observe(adapter, gpu_case, "cross_device", data_arrays)
     on_cpu = conformance.observe(adapter, cpu_case, "cross_device", data_arrays)
     max_finite = largest_finite(gpu_case.dtype)
-    comparisons = compare_outcomes(expected, allowed, on_gpu, max_finite=max_finite)
+    comparisons = compare_outcomes(expected, allowed, on_gpu, max_finite=max_finite, stable=stable)
     for name, outcome in on_gpu.items():
         other = on_cpu.get(name)
         if outcome.value is not None and other is not None and other.value is not None:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from adapters.registry import get_adapter
 from conformance.generation.strategies import cases
-from conformance.judging.check import compare_outcomes, expected_values, tolerances
+from conformance.judging.check import compare_outcomes, expected_values, stable_baseline, tolerances
 from conformance.judging.compare import compare
 from conformance.judging.tolerance import largest_finite
 from conformance.plugin.session import ConformanceFailure
@@ -48,7 +48,8 @@ def _run(conformance, adapter, case: Case, data: CaseData):
     settings = adapter.settings(case)
     expected = expected_values(case, data, settings)
     allowed = tolerances(case, data, settings, expected)
-    return expected, allowed, conformance.observe(adapter, case, "layout", data)
+    stable = stable_baseline(case, data, settings, expected)
+    return expected, allowed, stable, conformance.observe(adapter, case, "layout", data)
 
 
 @given(data=st.data())
@@ -71,11 +72,11 @@ def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, d
     # the capabilities drew the case; an adapter may refuse some of them still (a fused kernel
     # that takes the channels first or last only): such a pair says nothing about layouts
     assume(adapter.unsupported_reason(case) is None and twin.unsupported_reason(twin_case) is None)
-    expected, allowed, observed = _run(conformance, adapter, case, first_data)
-    twin_expected, twin_allowed, twin_observed = _run(conformance, twin, twin_case, twin_data)
+    expected, allowed, stable, observed = _run(conformance, adapter, case, first_data)
+    twin_expected, twin_allowed, twin_stable, twin_observed = _run(conformance, twin, twin_case, twin_data)
     max_finite = largest_finite(case.dtype)
-    comparisons = compare_outcomes(expected, allowed, observed, max_finite=max_finite)
-    twin_comparisons = compare_outcomes(twin_expected, twin_allowed, twin_observed, max_finite=max_finite)
+    comparisons = compare_outcomes(expected, allowed, observed, max_finite=max_finite, stable=stable)
+    twin_comparisons = compare_outcomes(twin_expected, twin_allowed, twin_observed, max_finite=max_finite, stable=twin_stable)
     between = []
     for name, outcome in observed.items():
         other = twin_observed.get(name)
