@@ -83,7 +83,7 @@ def replay_in_child(case: Case, spec: str, environment: dict[str, str]) -> list[
 def _row_from_dict(result: dict[str, Any]) -> ReplayRow:
     known = {f.name for f in fields(Comparison)}
     values = {key: value for key, value in result.items() if key in known}
-    for name in ("max_abs_error", "max_rel_error", "allowed", "error_at_worst", "ratio"):
+    for name in ("max_abs_error", "max_rel_error", "allowed", "error_at_worst", "ratio", "stable_error", "accuracy_grade"):
         if values.get(name) is not None:
             values[name] = as_number(values[name])  # the JSON codec writes inf and NaN as strings
     if values.get("worst_index") is not None:
@@ -117,11 +117,11 @@ def _number(value: float | None) -> str:
 
 
 def render_table(rows: list[ReplayRow]) -> str:
-    headers = ("framework", "quantity", "verdict", "max abs err", "max rel err", "worst err", "allowed", "ratio")
+    headers = ("framework", "quantity", "verdict", "max abs err", "max rel err", "worst err", "allowed", "ratio", "grade")
     table = [
         (row.framework, row.comparison.quantity, row.comparison.verdict, _number(row.comparison.max_abs_error),
          _number(row.comparison.max_rel_error), _number(row.comparison.error_at_worst), _number(row.comparison.allowed),
-         _number(row.comparison.ratio))
+         _number(row.comparison.ratio), _number(row.comparison.accuracy_grade))
         for row in rows
     ]  # fmt: skip
     notes = [row.comparison.message if row.comparison.verdict != PASS else None for row in rows]
