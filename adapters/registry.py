@@ -27,6 +27,8 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "tf-keras": "adapters.tfkeras:TfKerasAdapter",
     "flax": "adapters.flax:FlaxAdapter",
     "nnx": "adapters.nnx:NnxAdapter",
+    "haiku": "adapters.haiku:HaikuAdapter",
+    "equinox": "adapters.equinox:EquinoxAdapter",
 }
 ENTRY_POINT_GROUP = "bnconf.adapters"
 #: Extra adapters for one process, e.g. "mine=my_package.bn:MyAdapter,other=pkg:Other".
