@@ -86,6 +86,7 @@ class Emulation:
     flush: bool = False  # flush-to-zero and denormals-are-zero in the compute dtype (x86 MXCSR FTZ|DAZ)
     flush_storage: bool = False  # and when rounding outputs and stored statistics to a half-precision dtype
     accumulate_in_half: bool = False
+    update_in_storage: bool = False  # the running update computed in the storage dtype (PyTorch's buffers)
     eps_outside: bool = False
     mistake: str = ""
 
@@ -181,6 +182,8 @@ class _Run:
                     w = dt(1.0 / step)
                     r_mean = self.fl(r_mean + self.fl(self.fl(mean - r_mean) * w))
                     r_var = self.fl(r_var + self.fl(self.fl(var - r_var) * w))
+                elif self.em.update_in_storage:  # PyTorch: r·(1 − m) + m·b, m = 1 − d, in the buffer's dtype
+                    r_mean, r_var = self.stored_update(r_mean, mean), self.stored_update(r_var, var)
                 else:
                     keep, weight = dt(inputs.decay), dt(1.0 - inputs.decay)
                     r_mean = self.fl(self.fl(keep * r_mean) + self.fl(weight * mean))
@@ -195,17 +198,37 @@ class _Run:
             result.update(self.gradients(first, moved))
         return result
 
+    def stored_update(self, running: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        """r·(1 − m) + m·b with m = 1 − d rounded to the storage dtype, every step rounded there."""
+        store = self.store
+        with np.errstate(over="ignore"):
+            m = store(1.0 - self.inputs.decay)
+            kept = (running.astype(store) * (store(1.0) - m)).astype(store)
+            added = (batch.astype(store) * m).astype(store)
+            return (kept + added).astype(store).astype(self.dt)
+
     def gradients(self, x: np.ndarray, moved: tuple[int, ...]) -> dict[str, np.ndarray]:
-        """dx = (g − mean(g) − x̂·mean(g·x̂))/s with g = γ·dy; dγ = Σ dy·x̂; dβ = Σ dy."""
+        """dx = (g − mean(g) − x̂·mean(g·x̂))/s with g = γ·dy; dγ = Σ dy·x̂; dβ = Σ dy.
+
+        The folded output form folds dx too, as PyTorch's CPU kernels do: per-channel
+        a = γ/s, b = −a·mean(dy·x̂)/s and c = −a·mean(dy), then dx = a·dy + b·(x − μ) + c.
+        """
         fl, data = self.fl, self.inputs.data
         dy, _ = self.flat(data.dy)
         mean, var = self.statistics(x)
         s = self.scale(var)[:, None]
-        x_hat = fl(fl(x - mean[:, None]) / s)
-        g = fl(dy * self.gamma)
-        g_mean = self.mean(g)[:, None]
-        gx_mean = self.mean(fl(g * x_hat))[:, None]
-        dx = fl(fl(fl(g - g_mean) - fl(x_hat * gx_mean)) / s)
+        centered = fl(x - mean[:, None])
+        x_hat = fl(centered / s)
+        if self.em.output == "folded":
+            a = fl(self.gamma / s)
+            b = -fl(fl(a * self.mean(fl(dy * x_hat))[:, None]) / s)
+            c = -fl(a * self.mean(dy)[:, None])
+            dx = fl(fl(fl(a * dy) + fl(b * centered)) + c)
+        else:
+            g = fl(dy * self.gamma)
+            g_mean = self.mean(g)[:, None]
+            gx_mean = self.mean(fl(g * x_hat))[:, None]
+            dx = fl(fl(fl(g - g_mean) - fl(x_hat * gx_mean)) / s)
         result = {"dx": self.output(dx, moved)}
         if data.gamma is not None:
             result["dgamma"] = self.output(self.total(fl(dy * x_hat)), ())
@@ -224,6 +247,8 @@ CORRECT = (
     Emulation("fused", output="fused"),
     Emulation("folded", output="folded"),
     Emulation("flush_to_zero", flush=True),
+    Emulation("folded_flush_to_zero", output="folded", flush=True),
+    Emulation("update_in_storage", update_in_storage=True),
 )
 #: Also flushes when rounding to float16 (F16C conversions ignore MXCSR; ARM's FZ16 does not).
 FLUSH_HALF_STORAGE = Emulation("flush_to_zero_half_storage", flush=True, flush_storage=True)

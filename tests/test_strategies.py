@@ -8,14 +8,16 @@ any framework.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Capabilities
-from conformance.generation.strategies import CONDITIONINGS, DTYPE_ORDER, cases, layouts
+from conformance.generation.strategies import CONDITIONINGS, DTYPE_ORDER, cases, layouts, range_limits
 from datamodel.case import CUMULATIVE, Case, Generator
+from reference.dtypes import numpy_dtype
 
 RESTRICTIVE = Capabilities(
     ranks=frozenset({4, 5}), dtypes=frozenset({"float32"}), devices=frozenset({"cpu"}),
@@ -163,6 +165,9 @@ REACHABLE = {
     "constant_channels": lambda g: np.any(_scales(g) == 0.0),
     "heavy_tails": lambda g: g.distribution == "student_t" and 1.5 <= g.df <= 4.0,
     "outliers": lambda g: 1 <= g.outliers <= 3 and g.outlier_magnitude >= 10.0,
+    "near_underflow": lambda g: np.all((_scales(g) > 0) & (_scales(g) <= 1e-2)),
+    "near_overflow": lambda g: np.max(np.abs(_locs(g))) >= 1e3,
+    "overflowing_sum": lambda g: np.all(np.abs(_locs(g)) >= 30.0),
 }
 
 
@@ -228,3 +233,69 @@ def test_cases_reject_dtypes_nobody_supports(capabilities, dtypes):
     with pytest.raises(ValueError, match=r"none of the dtypes .* is supported \(supported: ") as raised:
         find(cases(capabilities=capabilities, dtypes=dtypes), lambda c: True, settings=FIND)
     assert repr(dtypes[0]) in str(raised.value)
+
+
+# -- the edges of the range ----------------------------------------------------------------
+
+
+def _per_channel_rows(case: Case, batch: np.ndarray) -> np.ndarray:
+    """(C, N): each channel's values in a row."""
+    moved = np.moveaxis(batch, case.layout.axis, 0)
+    return moved.reshape(moved.shape[0], -1)
+
+
+RANGE = ("near_underflow", "near_overflow", "overflowing_sum")
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_range_classes_stay_in_the_domain_of_the_tolerance_model(data):
+    """Finite values whose Σx and Σ(x − μ)² fit the accumulation dtype and whose variance fits the dtype.
+
+    Beyond that domain no implementation accumulating in float32 can give the reference's
+    finite answer (see the strategies' docstring); the tolerance model assumes it.
+    """
+    case = data.draw(cases(capabilities=PERMISSIVE, conditionings=RANGE, max_elements=2048))
+    largest = float(ml_dtypes.finfo(numpy_dtype(case.dtype)).max)
+    accumulation = float(np.finfo(np.float64 if case.dtype == "float64" else np.float32).max)
+    for batch in case.materialize().batches:
+        rows = _per_channel_rows(case, batch)
+        count = rows.shape[1]
+        assert np.all(np.isfinite(rows)), case.x
+        assert np.all(np.abs(rows).sum(axis=1) < accumulation / 4), case.x
+        with np.errstate(over="ignore"):
+            squares = ((rows - rows.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        assert np.all(squares < accumulation / 16), case.x
+        assert np.all(squares / max(count - 1, 1) < largest), case.x  # the unbiased running variance fits
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_float16_overflowing_sums_exceed_65504_from_finite_values(data):
+    """ "overflowing_sum" in float16: each channel's sum is beyond float16's range, each value within it."""
+    case = data.draw(cases(capabilities=PERMISSIVE, dtypes=("float16",), conditionings=("overflowing_sum",), max_elements=1024))
+    rows = _per_channel_rows(case, case.materialize().batches[0])
+    assert np.all(np.abs(rows) < 65504.0)
+    assert np.all(np.abs(rows.sum(axis=1)) > 65504.0), case.x
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@EXAMPLES
+@given(data=st.data())
+def test_near_overflow_reaches_the_top_of_the_domain(dtype, data):
+    """Some channel sits within a factor 10 of the largest magnitude ``range_limits`` allows, or spreads that far."""
+    case = data.draw(cases(capabilities=PERMISSIVE, dtypes=(dtype,), conditionings=("near_overflow",), max_elements=1024))
+    limits = range_limits(dtype, _per_channel(case))
+    reach = np.maximum(np.abs(_locs(case.x)) / limits.magnitude, _scales(case.x) / limits.spread)
+    assert np.max(reach) >= 1e-2 - 1e-12, case.x
+    assert np.all(np.abs(_locs(case.x)) <= limits.magnitude * (1 + 1e-12) + 3 * limits.spread), case.x
+
+
+@pytest.mark.parametrize(("dtype", "smallest_normal"), [("float16", 6.103515625e-05), ("float32", 1.1754943508222875e-38)])
+@EXAMPLES
+@given(data=st.data())
+def test_near_underflow_spreads_around_the_smallest_normal_number(dtype, smallest_normal, data):
+    case = data.draw(cases(capabilities=PERMISSIVE, dtypes=(dtype,), conditionings=("near_underflow",), max_elements=256))
+    scales = _scales(case.x) / smallest_normal
+    assert np.all((scales >= 0.1 - 1e-9) & (scales <= 100.0 + 1e-9)), case.x
+    assert np.all(np.abs(_locs(case.x)) <= 3.0 * _scales(case.x) * (1 + 1e-12)), case.x

@@ -20,6 +20,8 @@ from reference import Conventions, Expected, round_to, simulate
 
 #: Data classes, from easy to hard (see ``_location_and_scale``).
 CLASSES = ("ordinary", "offset", "constant", "tiny_variance", "heavy_tails", "near_underflow")
+#: The edges of the dtype's range, exactly as the suite generates them (``strategies.generators``).
+RANGE_CLASSES = ("near_overflow", "overflowing_sum")
 #: Not a class of its own in ``CLASSES``: σ² from ε/4 to 4ε, where ε's placement matters most.
 VARIANCE_NEAR_EPS = "variance_near_eps"
 
@@ -71,9 +73,16 @@ def worst(comparisons: dict[str, Comparison]) -> tuple[float, str]:
 
 
 def _location_and_scale(
-    draw, data_class: str, dtype: str, channels: int, eps: float, log10_offset: tuple[float, float]
+    draw, data_class: str, dtype: str, channels: int, count: int, eps: float, log10_offset: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel loc and scale of the data (x = loc + scale·z)."""
+    """Per-channel loc and scale of the data (x = loc + scale·z), for ``count`` values per channel."""
+    if data_class in RANGE_CLASSES:
+        # Imported here: importing the suite's strategies at module level changes the examples that
+        # derandomized hypothesis draws for every class (the figures in the README would move).
+        from conformance.generation.strategies import generators
+
+        generator = draw(generators(channels=channels, dtype=dtype, conditioning=data_class, seed=0, count=count))
+        return np.array(generator.loc, dtype=np.float64), np.array(generator.scale, dtype=np.float64)
 
     def uniform(low: float, high: float, label: str) -> np.ndarray:
         values = st.lists(st.floats(low, high), min_size=channels, max_size=channels)
@@ -107,7 +116,7 @@ def runs(
     max_channels: int = 4, max_steps: int = 3, eps_range: tuple[float, float] = (-8.0, -1.0),
     log10_offset: tuple[float, float] = (1.0, 3.0),
 ) -> Run:
-    """A run of ``dtype`` on data of one of ``classes`` with N in [min_count, max_count] values per channel.
+    """A run of ``dtype`` on data of one of ``classes`` (or ``RANGE_CLASSES``) with N in [min_count, max_count] values per channel.
 
     Conventions: ε inside the root, biased or unbiased running variance, EMA (any decay in
     [0, 1]) or cumulative averaging; ε log-uniform over 10^eps_range.  Shrinks toward rank 2, one channel, small N, the first class.
@@ -123,7 +132,8 @@ def runs(
     shape = [batch, *spatial]
     shape.insert(axis, channels)
     eps = float(10.0 ** draw(st.floats(*eps_range), label="log10_eps"))
-    loc, scale = _location_and_scale(draw, data_class, dtype, channels, eps, log10_offset)
+    count = batch * per_batch_row
+    loc, scale = _location_and_scale(draw, data_class, dtype, channels, count, eps, log10_offset)
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
     steps = draw(st.integers(1, max_steps), label="steps")

@@ -5,8 +5,22 @@ to the smallest legal ones, channel axis first, last or in between (where the ad
 allows), every compute dtype, ε log-uniform over ten decades or left to the framework,
 decay over [0, 1] including both ends (and the cumulative average where offered), affine
 on or off, one to four training steps with different batches, and data from
-well-conditioned to ill-conditioned (``CONDITIONINGS``).  Every batch has at most
-``max_elements`` elements.
+well-conditioned to ill-conditioned, and out to the edges of each dtype's range
+(``CONDITIONINGS``).  Every batch has at most ``max_elements`` elements.
+
+The range classes (``near_underflow``, ``near_overflow``, ``overflowing_sum``) are scaled to
+the case's dtype and to N, the values per channel (``range_limits``).  They stay inside the
+domain the tolerance model assumes of a correct implementation: Σx and Σ(x − μ)² fit the
+accumulation dtype (float32, or float64 for float64 data), and so does the variance computed
+from a mean that errs by the model's worst case, 8·N·u·|μ|.  The variance also fits the
+dtype itself: it is stored there as the running variance and carried into the next step,
+where an infinite one becomes 0·∞ = NaN with decay 0 and ∞ − ∞ in the cumulative average,
+while the reference keeps its running statistics in float64 and has a finite number.  So
+float16 data reach 10⁴ with spreads up to 16, and their outputs (not their statistics)
+overflow: y in inference mode, γ·(x − m)/√(v + ε) with small running variances.  A float32 channel around 10³⁰ is
+outside it: its mean errs by ulps of 10²³, whose squares overflow float32, so every float32
+implementation gets σ² = +∞, dx = 0 and, with decay 1, a running variance 0·∞ = NaN; such
+data would test the accumulator's width, not the implementation.
 
 Examples shrink toward rank 2, few channels, small batches, float32, the framework's
 defaults and well-conditioned data.  Draws are labelled, so a failing example prints as
@@ -25,12 +39,56 @@ from hypothesis.extra import numpy as hnp
 
 from adapters.base import Capabilities
 from datamodel.case import CUMULATIVE, Case, Generator
+from reference.dtypes import numpy_dtype
 
 #: Data conditioning classes, from easy to hard; each sets per-channel location and scale.
-CONDITIONINGS = ("well", "offset", "tiny_spread", "huge_spread", "constant_channels", "heavy_tails", "outliers")
+#: The last three reach the edges of the dtype's range (see the module docstring).
+CONDITIONINGS = ("well", "offset", "tiny_spread", "huge_spread", "constant_channels", "heavy_tails", "outliers",
+                 "near_underflow", "near_overflow", "overflowing_sum")  # fmt: skip
 DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 #: float16 cannot hold a variance beyond 65504: spreads stay below this there.
 _MAX_SCALE = {"float16": 100.0}
+#: The model's worst-case factor on a mean's error (its SAFETY): the range classes keep the
+#: variance finite even when the mean errs by this many times (N − 1)·u·|μ|.
+_MEAN_ERROR_FACTOR = 8.0
+
+
+@dataclass(frozen=True)
+class RangeLimits:
+    """The edges of a dtype's range for data with ``count`` values per channel.
+
+    ``smallest_normal``: the dtype's; ``spread``: the largest per-channel spread whose variance
+    the dtype holds (it is stored as the running variance) and whose N squared deviations the
+    accumulation dtype holds, with a factor 16 to spare on the spread (sample variances of
+    small N and the unbiased estimator's N/(N − 1) need it); ``magnitude``: the largest |μ|
+    whose sum fits the accumulation dtype, whose values fit the dtype (a quarter of its largest
+    number), whose spacing in the dtype is at most ``spread`` (rounding may spread a nearly
+    constant channel by one spacing), and whose mean's worst-case error is at most ``spread``.
+    ``wider_accumulator``: whether N values near the dtype's largest number sum within the
+    accumulation dtype (float16: its sums may overflow 65504 and must not).
+    """
+
+    largest: float
+    smallest_normal: float
+    spread: float
+    magnitude: float
+    wider_accumulator: bool
+
+
+def range_limits(dtype: str, count: int) -> RangeLimits:
+    """The ``RangeLimits`` of ``dtype`` for ``count`` values per channel."""
+    import ml_dtypes  # ships with jax and tensorflow; NumPy has no bfloat16 of its own
+
+    info = ml_dtypes.finfo(numpy_dtype(dtype))
+    accumulation = np.finfo(np.float64 if dtype == "float64" else np.float32)
+    largest, acc_largest, acc_u = float(info.max), float(accumulation.max), float(accumulation.eps) / 2
+    count = max(count, 1)
+    spread = np.sqrt(min(largest, acc_largest / count)) / 16.0
+    spacing = float(info.eps)  # the spacing of the numbers near |μ| is at most eps·|μ|
+    magnitude = min(largest / 4.0, acc_largest / count / 4.0, spread / spacing,
+                    spread / (count * acc_u * _MEAN_ERROR_FACTOR))  # fmt: skip
+    return RangeLimits(largest=largest, smallest_normal=float(info.smallest_normal), spread=float(spread),
+                       magnitude=float(magnitude), wider_accumulator=acc_largest >= 16.0 * count * largest)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -131,8 +189,8 @@ def decays(*, cumulative: bool) -> st.SearchStrategy[float | str | None]:
 
 
 @st.composite
-def generators(draw, *, channels: int, dtype: str, conditioning: str, seed: int) -> Generator:
-    """Seeded data of one conditioning class for ``channels`` channels."""
+def generators(draw, *, channels: int, dtype: str, conditioning: str, seed: int, count: int = 2) -> Generator:
+    """Seeded data of one conditioning class for ``channels`` channels of ``count`` values each."""
     max_scale = _MAX_SCALE.get(dtype, 1e4)
 
     def vector(low: float, high: float, label: str) -> tuple[float, ...]:
@@ -159,7 +217,43 @@ def generators(draw, *, channels: int, dtype: str, conditioning: str, seed: int)
     elif conditioning == "outliers":
         kwargs = {"outliers": draw(st.integers(1, 3), label="outliers"),
                   "outlier_magnitude": draw(st.floats(10.0, 1000.0 if dtype != "float16" else 30.0), label="outlier_magnitude")}  # fmt: skip
+    elif conditioning == "near_underflow":  # spreads around the dtype's smallest normal number
+        tiny = range_limits(dtype, count).smallest_normal
+        scale = tuple(tiny * 10.0**e for e in vector(-1.0, 2.0, "log10_scale_over_tiny"))
+        loc = tuple(s * m for s, m in zip(scale, vector(-3.0, 3.0, "loc_over_scale"), strict=False))
+    elif conditioning in ("near_overflow", "overflowing_sum"):
+        loc, scale = _range_edge(draw, channels, range_limits(dtype, count), conditioning, count)
     return Generator(seed=seed, loc=loc, scale=scale, **kwargs)
+
+
+def _range_edge(draw, channels: int, limits: RangeLimits, conditioning: str, count: int):
+    """loc and scale per channel at the top of the dtype's range (see ``RangeLimits``).
+
+    ``near_overflow``: each channel either sits near the largest magnitude the domain allows
+    ("wide"; its spread may be below the spacing of the numbers there, which makes it
+    constant), or spreads as far as the domain allows around a mean of at most three spreads.
+    ``overflowing_sum``: where the accumulator is wider than the dtype (float16), every value is
+    finite but the channel's sum exceeds the dtype's largest number 2 to 20 times over (a value
+    is at most two-thirds of it, so N = 2 suffices); elsewhere no sum can overflow the dtype
+    without overflowing the accumulator, and the channel sits at the domain's largest
+    magnitude.  Spreads are 10⁻² to 1 times the domain's limit.
+    """
+
+    def exponents(low: float, high: float, label: str) -> np.ndarray:
+        return 10.0 ** draw(vectors(channels, low, high), label=label)
+
+    sign = draw(vectors(channels, -1, 1, np.int8), label="sign").astype(np.float64)
+    spread = limits.spread * exponents(-2.0, 0.0, "log10_spread_over_limit")
+    if conditioning == "near_overflow":
+        wide = draw(vectors(channels, 0, 1, np.bool_), label="wide")
+        near_limit = limits.magnitude * exponents(-1.0, 0.0, "log10_magnitude_over_limit")
+        loc = sign * np.where(wide, near_limit, spread * draw(vectors(channels, 0.0, 3.0), label="mean_over_spread"))
+    elif limits.wider_accumulator:
+        total = 2.0 * limits.largest * exponents(0.0, 1.0, "log10_sum_over_2max")
+        loc = sign * np.minimum(limits.largest / 1.5, total / count)
+    else:
+        loc = sign * limits.magnitude * exponents(-0.5, 0.0, "log10_magnitude_over_limit")
+    return tuple(float(v) for v in loc), tuple(float(v) for v in spread)
 
 
 @st.composite
@@ -190,12 +284,13 @@ def cases(
     dtype = draw(st.sampled_from(allowed_dtypes), label="dtype")
     conditioning = draw(st.sampled_from(conditionings), label="conditioning")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
+    count = int(np.prod(layout.shape, dtype=np.int64)) // layout.channels
     affine = draw(st.booleans(), label="affine") if capabilities.affine_off else True
     return Case(
         shape=layout.shape,
         channel_axis=layout.channel_axis,
         dtype=dtype,
-        x=draw(generators(channels=layout.channels, dtype=dtype, conditioning=conditioning, seed=seed), label="x"),
+        x=draw(generators(channels=layout.channels, dtype=dtype, conditioning=conditioning, seed=seed, count=count), label="x"),
         eps=draw(epsilons(), label="eps"),
         decay=draw(decays(cumulative=capabilities.cumulative), label="decay"),
         affine=affine,

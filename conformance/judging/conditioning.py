@@ -33,12 +33,14 @@ def conditioning(case: Case, data: CaseData) -> Conditioning:
         # spread: its ratio is infinite (and 0 for a constant zero channel).
         offset = np.where(std > 0, np.abs(mean) / std, np.where(mean != 0, np.inf, 0.0))
     known = offset[~np.isnan(offset)]
-    variances = (std**2)[np.isfinite(std)]
+    with np.errstate(over="ignore"):  # float64 data near its largest number: σ²/ε is +∞ there
+        variances = (std**2)[np.isfinite(std)]
+        min_var_over_eps = float(variances.min() / case.eps) if case.eps and variances.size else None
     return Conditioning(
         offset_ratio=float(known.max()) if known.size else 0.0,
         constant_channels=int(np.count_nonzero(std == 0)),
         one_value_per_channel=case.layout.count(case.shape) == 1,
-        min_var_over_eps=float(variances.min() / case.eps) if case.eps and variances.size else None,
+        min_var_over_eps=min_var_over_eps,
         data_class=case.extra.get("conditioning"),
     )
 

@@ -18,30 +18,112 @@ computing in the case's dtype would at most produce on *this* data.  Three thing
 
 First-order bounds, per channel (M₁ = mean|x|, x̂ = (x − μ)/s):
 
-    Δμ     = u_acc·(f(N)·mean|x − μ| + (N − 1)·|μ|) + u·|μ|
-    Δσ²    = u_acc·f(N)·2·mean(|x − μ|·|x|) + Δμ² + u·σ²
-    Δs/s   = |ds/dσ²|·Δσ²/s                       (½Δσ²/(σ²+ε) with ε inside)
-    Δx̂     = (u·(|x| + |μ|) + η_sub + Δμ)/s + |x̂|·Δs/s
+    Δμ     = u_acc·(f(N)·mean|x − μ| + (N − 1)·|μ|) + u·|μ| + 2·η_acc
+    Δσ²    = u_acc·f(N)·2·mean(|x − μ|·|x|) + Δμ² + u·σ² + 2·η_acc
+    Δs/s   = |ds/dσ²|·Δσ²/s                       (½Δσ²/(σ²+ε) with ε inside; for running statistics
+                                                   at least s/s(max(σ² − Δσ², 0)) − 1)
+    Δx̂     = (u·(|x| + |μ|) + η_sub + 3·η_acc + Δμ)/s + |x̂|·Δs/s
     Δy     = |γ|·Δx̂ + u·(|β| + |y|) + η_acc·|x − μ|          (η_acc: the factor γ/s flushed to zero)
-    running statistics:  Δr_t = a_t·Δr_{t−1} + w_t·Δb_t + u·(|r_{t−1}| + |b_t| + |r_t|) + η_sub
+    running statistics:  Δr_t = a_t·Δr_{t−1} + w_t·Δb_t + u·(|r_{t−1}| + |b_t| + |r_t|) + η_sub + η_store(r_t)
                          for r_t = a_t·r_{t−1} + w_t·b_t (EMA: a = d, w = 1 − d; cumulative: w = 1/t)
     inference mode: Δy with the given statistics exact, plus the running statistics' Δ after training
     Δβ-grad = u_acc·f(N)·Σ|dy| + u·|Σ dy|
     Δγ-grad = u_acc·f(N)·Σ|dy·x̂| + Σ|dy|·Δx̂ + u·|Σ dy·x̂|
     Δdx     = |γ|/s·[u·(|dy| + |ḡ| + |x̂|·|ḡx̂|) + u_acc·f(N)·(m|dy| + |x̂|·m|dy·x̂|)
-              + Δx̂·|ḡx̂| + |x̂|·m(|dy|·Δx̂)] + |dx|·(Δs/s + u) + η_acc·(|dy| + |ḡ| + |x̂|·|ḡx̂|)
+              + Δx̂·|ḡx̂| + |x̂|·m(|dy|·Δx̂)] + |dx|·(Δs/s + u) + η_acc·(|dy| + |ḡ| + |x̂|·|ḡx̂| + |x − μ|_b)
 
-(ḡ = mean(dy), ḡx̂ = mean(dy·x̂), m = mean over the channel.)  Underflow adds absolute terms
-(the standard model fl(a ∘ b) = (a ∘ b)(1 + δ) + η): x − μ formed in the compute dtype may
-lose the subnormal spacing η_sub of that dtype (gradual underflow), which the division by s
-amplifies; and every output may lose up to the smallest normal number η (flush-to-zero is a
-legitimate choice, and TensorFlow makes it on CPUs), once in the output dtype and at most
-N + 2 times in the accumulation dtype: η_out + (N + 2)·η_acc.  Each bound is multiplied by
-one safety factor, ``SAFETY``, which absorbs the constants of the first-order analysis (a
-handful of roundings per element).  It was calibrated on the three frameworks and on
-float32/float16 NumPy implementations over the nightly profile's hardest data; see the
-README's tolerance section for the evidence and ``tests/test_detection.py`` for the proof
-that broken implementations still fail.
+(ḡ = mean(dy), ḡx̂ = mean(dy·x̂), m = mean over the channel.)
+
+**Underflow.**  Underflow adds absolute terms: the standard model with underflow is
+fl(a ∘ b) = (a ∘ b)(1 + δ) + η with δ·η = 0, where η ≠ 0 only if the result lies below the
+smallest normal number η_min of the dtype it is rounded to; |η| ≤ η_sub/2 (half the
+subnormal spacing) with gradual underflow, |η| < η_min with flush-to-zero (FTZ), and
+denormals-are-zero (DAZ) reads a subnormal operand as 0, an input error below η_min.  Both
+are legitimate (TensorFlow sets FTZ and DAZ on x86 CPUs), so the model allows them in the
+arithmetic dtype, float32 for every dtype but float64 (η_acc, its smallest normal), and in the
+storage dtype (η_store, the case dtype's smallest normal).  Term by term:
+
+* the mean: DAZ on each x_j and FTZ on each of the N − 1 partial sums lose below η_acc each,
+  and they are averaged, so μ loses below 2·η_acc (Δμ); the same holds for σ² (Δσ²);
+* x − μ: x and μ may each be read as zero (DAZ), and their difference flushed: 3·η_acc.
+  Unlike a flushed output, this loss is divided by s, so a variance small against ε turns a
+  loss below η_acc into an output error of η_acc/s (up to 10⁴·η_acc for ε = 10⁻⁸).
+  Gradual underflow of x − μ in a half-precision dtype loses η_sub of that dtype, as before;
+* a running statistic stored in the case's dtype may land among its subnormals (η_sub), or
+  be flushed to zero there.  A flush replaces a computed value ṽ below the dtype's smallest
+  normal η_store by 0, so the error grows from |ṽ − r_t| to |r_t| ≤ |ṽ − r_t| + min(|r_t|, η_store),
+  and it can only happen where the reference's value is within the statistic's own allowed
+  error of η_store: the term is η_store(r_t) = min(|r_t|, η_store) where
+  |r_t| < η_store + SAFETY·Δr_t, and 0 elsewhere.  Where Δr_t ≥ η_store it at most doubles
+  Δr_t; where Δr_t < η_store it is nonzero only for |r_t| < (1 + SAFETY)·η_store.  The
+  condition matters for float16, whose η_store = 6.1·10⁻⁵ is not small: added everywhere,
+  it would pass an error of γ·η_store/s into y_eval_after for every running mean (12% of
+  the rounding allowance of an x near 1, far more near 0).  The allowance is carried into
+  y_eval_after like any other error of the running statistics;
+* every output may lose up to the smallest normal number once in the output dtype and at
+  most N + 2 times in the accumulation dtype: η_out + (N + 2)·η_acc (the floor);
+* a per-channel factor may flush to zero: γ/s of the fused output y = (x − μ)·(γ/s) + β,
+  η_acc·|x − μ| in Δy; in dx, γ/s of γ/s·[dy − ḡ − x̂·ḡx̂], η_acc·(|dy| + |ḡ| + |x̂|·|ḡx̂|), or
+  the coefficients of the folded form dx = a·dy + b·(x − μ) + c (a = γ/s, b = −γ·ḡx̂/s²,
+  c = −a·ḡ; PyTorch's CPU kernels), of which b = γ·ḡx̂/s² underflows first: η_acc·|x − μ|_b,
+  where |x − μ|_b is |x − μ| in channels whose b, less SAFETY times its error, lies below η_acc,
+  and 0 elsewhere (as for a stored statistic, a flush can only happen there; added everywhere,
+  η_acc·|x − μ| would outweigh the rounding allowance of dx wherever s² > |γ·ḡx̂|·u/η_acc,
+  as on float32 data spreading by 10¹⁵).  These are the factors of the closed form and of its
+  folded form.  An implementation that
+  forms a smaller intermediate, such as automatic differentiation's d rsqrt(v)/dv = −½·v^(−3/2),
+  which underflows in float32 once s exceeds 4·10¹² while dx and all these factors are
+  representable, loses more, and that is its result (``flax-rsqrt-jvp-underflow``).
+
+The η_acc terms are absolute and tiny (1.2·10⁻³⁸ for float32), and they only matter where
+the data are near underflow: a nonzero difference of two floats is a multiple of the smaller
+operand's spacing, at least u·min(|a|, |b|), so x − μ can only be subnormal where
+|x|, |μ| < 2·η_acc/u, and only there is 3·η_acc comparable to the rounding term u·(|x| + |μ|).
+The η_store term is conditional on the value (above), so it cannot matter elsewhere either.
+
+**Overflow.**  Where the reference's value of a quantity lies beyond the output dtype's largest
+finite number, the correctly rounded result is ±∞, and ``compare`` accepts an infinity of
+the right sign there (and only there): γ·(x − m)/√(v + ε) in inference mode with float16 data
+near 10⁴ and a small running variance, for instance.  The reference normalizes in inference
+mode with the running statistics rounded to the case dtype, so a running variance stored as
++∞ gives y = β there, as in any implementation.
+
+The model assumes that a correct implementation's own quantities fit their dtypes: Σx and
+Σ(x − μ)² the accumulation dtype, the variance σ² (also computed from a mean that errs by the
+model's worst case) the accumulation dtype and the case dtype, where it is stored as the
+running variance.  The data generator keeps its cases within that domain (``strategies``:
+``near_overflow``, ``overflowing_sum``).  Sums that overflow the *input* dtype but not the
+accumulation dtype, float16 channels whose Σx exceeds 65504, are in the domain: an
+implementation that accumulates them in float16 is wrong; and so are Σx² beyond float32's
+range where Σ(x − μ)² is within it: a one-pass variance that overflows there is wrong too.
+Beyond the domain no implementation can give the reference's finite answer: a float32 channel
+near 10³⁰ has a computed mean off by ulps of 10²³, whose squares overflow, so every float32
+implementation gets σ² = +∞ and dx = 0; and a running variance stored as +∞ becomes
+0·∞ = NaN in the next update with decay 0 (∞ − ∞ in the cumulative average), while the
+reference, which keeps its running statistics in float64 between steps, carries a finite one.
+
+The bounds are computed in float64 from the finite data (non-finite entries set to 0: they
+are compared by position).  Near float64's own range a bound can overflow: Δσ²/ε for a
+constant float64 channel near 10¹⁶⁷ whose mean errs by 10¹⁵¹.  Such a bound is +∞ (so is a
+NaN from 0·∞ there): the computation is hopeless at that precision, and the element says so
+as ``uninformative``; it never becomes 0, which would demand exactness.  Products are ordered
+so that a bound does not overflow where its value does not: u·f(N)·2·|x| before |x − μ|.
+
+**Beyond first order.**  Δs/s is linear in Δσ² only while Δσ² is small against σ².  In
+training mode that is enough: x̂ is formed with the batch's own computed σ², so |x̂| ≤ √N
+whatever it is.  In inference mode the running variance is independent of the batch, and a
+correct update can round it far below its value (PyTorch's r·(1 − m) + m·b with m = 1 − d
+rounded to a bfloat16 buffer keeps nothing of r when d < u, and a float16 lerp from a large
+initial variance may land on 0): s then falls to √ε, which the linear term does not reach.
+For running statistics Δs/s is therefore at least s/s(max(σ² − Δσ², 0)) − 1, the square root
+followed exactly; it equals the linear term while Δσ² ≪ σ² and exceeds it only where the
+running variance's own allowed error is comparable with it.
+
+Each bound is multiplied by one safety factor, ``SAFETY``, which absorbs the constants of the
+first-order analysis (a handful of roundings per element).  It was calibrated on the three
+frameworks and on float32/float16 NumPy implementations over the nightly profile's hardest
+data; see the README's tolerance section for the evidence and ``tests/test_detection.py`` for
+the proof that broken implementations still fail.
 
 In the code each family has its own function: ``batch_statistic_errors`` (Δμ, Δσ²),
 ``normalized_errors`` (Δx̂) and ``output_errors`` (Δy), ``running_statistic_errors``,
@@ -54,7 +136,7 @@ has them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -120,6 +202,37 @@ def _nan_safe(array: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(array), array, 0.0)
 
 
+def _bound(array: np.ndarray) -> np.ndarray:
+    """A bound computed from finite data (``_finite_inputs``), where +∞ and NaN mean overflow: +∞.
+
+    A bound beyond float64's range says the computation is hopeless at that precision (float64
+    data near its largest number, where ε alone stands between a mean's rounding error squared
+    and a division); it allows anything.  NaN can then only be 0·∞ (an exact zero of the
+    reference, such as x̂ = 0 on a constant channel, times an overflowing relative error), and
+    which factor wins is unknown, so it is +∞ too.  Neither may become 0, which would demand
+    exactness instead.
+    """
+    return np.where(np.isnan(array), np.inf, array)
+
+
+def _finite_inputs(inputs: ToleranceInputs, expected: Expected) -> tuple[ToleranceInputs, Expected]:
+    """The data and reference values with non-finite entries set to 0 (compared by position).
+
+    So the bounds of the finite rest are computed from finite numbers, and an infinite bound
+    can only mean an overflow of the bound itself.
+    """
+
+    def finite(value):
+        return None if value is None else _nan_safe(np.asarray(value, dtype=np.float64))
+
+    data = inputs.data
+    clean = CaseData(batches=[finite(b) for b in data.batches], gamma=finite(data.gamma), beta=finite(data.beta),
+                     running_mean=finite(data.running_mean), running_var=finite(data.running_var), dy=finite(data.dy))  # fmt: skip
+    values = {name: finite(value) for name, value in expected.values.items()}
+    return replace(inputs, data=clean), Expected(values=values, batch_means=[finite(m) for m in expected.batch_means],
+                                                 batch_vars=[finite(v) for v in expected.batch_vars], count=expected.count)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Model:
     """The constants of one case run that every family's bound shares."""
@@ -131,7 +244,8 @@ class _Model:
     u: float  # unit roundoff of the compute dtype
     u_acc: float  # unit roundoff of the accumulation: min(u, u(float32))
     eta_sub: float  # subnormal spacing of the compute dtype: x − μ may underflow gradually
-    eta_flush: float  # smallest normal of the accumulation dtype: flush-to-zero
+    eta_flush: float  # η_acc, smallest normal of the arithmetic dtype: flush-to-zero, denormals-are-zero
+    eta_store: float  # smallest normal of the case dtype: a stored statistic may be flushed there
 
     @classmethod
     def of(cls, inputs: ToleranceInputs) -> _Model:
@@ -144,6 +258,7 @@ class _Model:
             beta=np.zeros(channels) if inputs.data.beta is None else inputs.data.beta,
             u=u, u_acc=min(u, _ACCUMULATION_FLOOR), eta_sub=smallest_subnormal(inputs.dtype),
             eta_flush=smallest_normal("float64" if inputs.dtype == "float64" else "float32"),
+            eta_store=smallest_normal(inputs.dtype),
         )  # fmt: skip
 
     @property
@@ -161,12 +276,30 @@ class _Model:
         return np.sum(array, axis=self.layout.reduced_axes)
 
 
-def relative_scale_error(model: _Model, var: np.ndarray, dvar: np.ndarray) -> np.ndarray:
-    """Δs/s = |ds/dσ²|·Δσ²/s, per channel."""
+def relative_scale_error(model: _Model, var: np.ndarray, dvar: np.ndarray, *, independent: bool = False) -> np.ndarray:
+    """Δs/s: how far s/s̃ − 1 may go when σ² errs by Δσ², per channel.
+
+    To first order it is |ds/dσ²|·Δσ²/s (½·Δσ²/(σ² + ε) with ε inside).  That suffices where the
+    variance comes from the same data it normalizes (training mode: the computed x̂ is bounded
+    by √N whatever the computed σ² is).  A variance ``independent`` of the data, a running
+    statistic, may fall further: where Δσ² is not small against σ² the square root is not
+    linear, and s may drop to s_low = s(max(σ² − Δσ², 0)), down to s(0) where Δσ² ≥ σ²; the
+    bound is the larger of the first-order value and s/s_low − 1 (a running variance that a
+    correct update rounds to 0, with ε far below it).
+    """
     s = model.scale(var)
     inside = model.inputs.conventions.eps_placement == "inside"
     ds_dvar = 1.0 / (2.0 * s) if inside else 1.0 / (2.0 * np.sqrt(var))
-    return _nan_safe(ds_dvar * dvar / s)
+    first_order = ds_dvar * dvar / s
+    if not independent:
+        return _bound(first_order)
+    lost = np.minimum(dvar, var)  # how far σ² may fall
+    if inside:  # s/s_low − 1 = 1/√(1 − r) − 1, without cancellation
+        falls = np.expm1(-0.5 * np.log1p(-lost / (var + model.inputs.eps)))
+    else:  # (√σ² − √σ²_low)/(√σ²_low + ε)
+        low = np.sqrt(var - lost)
+        falls = lost / ((np.sqrt(var) + low) * (low + model.inputs.eps))
+    return _bound(np.maximum(first_order, falls))
 
 
 def batch_statistic_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: np.ndarray, count: int):
@@ -176,21 +309,28 @@ def batch_statistic_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: 
     # The spread's rounding errors are independent (√N growth); the common offset's are
     # not (N copies of nearly one value round alike), so it gets the worst case N − 1.
     fluctuation = model.per_channel_mean(np.abs(_nan_safe(x - bc(mean))))
-    dmean = model.u_acc * (f * fluctuation + (count - 1) * np.abs(mean)) + model.u * np.abs(mean)
-    spread = model.per_channel_mean(np.abs(_nan_safe(x - bc(mean))) * np.abs(_nan_safe(x)))
-    dvar = model.u_acc * f * 2.0 * spread + dmean**2 + model.u * np.abs(var)
-    return _nan_safe(dmean), _nan_safe(dvar)
+    # 2·η_acc: inputs read as zero (DAZ) and flushed partial sums, each below η_acc, averaged.
+    flushed = 2.0 * model.eta_flush
+    dmean = model.u_acc * (f * fluctuation + (count - 1) * np.abs(mean)) + model.u * np.abs(mean) + flushed
+    # u_acc·f(N)·2 multiplies before the mean: near float64's range |x − μ|·|x| alone overflows
+    # where the bound itself does not (a spread of 10¹⁵² around 10¹⁶⁷: the product is 10³¹⁹).
+    spread = model.per_channel_mean(np.abs(_nan_safe(x - bc(mean))) * (model.u_acc * f * 2.0 * np.abs(_nan_safe(x))))
+    dvar = spread + dmean**2 + model.u * np.abs(var) + flushed
+    return _bound(dmean), _bound(dvar)
 
 
-def normalized_errors(model: _Model, x, mean, dmean, var, dvar) -> tuple[np.ndarray, np.ndarray]:
+def normalized_errors(model: _Model, x, mean, dmean, var, dvar, *, independent: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Δx̂ (elementwise) and x̂, for statistics ``mean``/``var`` that err by ``dmean``/``dvar``."""
     bc = model.layout.broadcast
     s = bc(model.scale(var))
     x_hat = _nan_safe((x - bc(mean)) / s)
-    dx_hat = (model.u * (np.abs(x) + bc(np.abs(mean))) + bc(dmean) + model.eta_sub) / s + np.abs(x_hat) * bc(
-        relative_scale_error(model, var, dvar)
+    # Underflow of x − μ, amplified by 1/s: gradual in the compute dtype (η_sub), or x and μ
+    # read as zero and their difference flushed (3·η_acc); see the module docstring.
+    underflow = model.eta_sub + 3.0 * model.eta_flush
+    dx_hat = (model.u * (np.abs(x) + bc(np.abs(mean))) + bc(dmean) + underflow) / s + np.abs(x_hat) * bc(
+        relative_scale_error(model, var, dvar, independent=independent)
     )
-    return _nan_safe(dx_hat), x_hat
+    return _bound(dx_hat), x_hat
 
 
 def output_errors(model: _Model, x_hat: np.ndarray, dx_hat: np.ndarray, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -226,15 +366,28 @@ def _variance_factor(count: int, estimator: str) -> float:
     return factor if np.isfinite(factor) else 1.0
 
 
+def stored_underflow(model: _Model, value: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """What storing ``value`` (computed within ``error``) in the case dtype may lose to underflow.
+
+    η_sub everywhere (gradual underflow).  A flush to zero stores 0 in place of a computed
+    value ṽ below the smallest normal η_store, so it adds at most min(|value|, η_store) to
+    the error ṽ already had, and it can happen only where |value| < η_store + SAFETY·error.
+    """
+    magnitude = np.abs(_nan_safe(value))
+    flushed = np.minimum(magnitude, model.eta_store)
+    return model.eta_sub + np.where(magnitude < model.eta_store + SAFETY * error, flushed, 0.0)
+
+
 def running_statistic_errors(model: _Model, expected: Expected) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Δ of the running mean and variance after each training step (see the module docstring)."""
-    data, u, eta = model.inputs.data, model.u, model.eta_sub
+    data, u = model.inputs.data, model.u
     r_mean, r_var = np.abs(data.running_mean), np.abs(data.running_var)
     d_mean = d_var = np.zeros(model.channels)
     factor = _variance_factor(expected.count, model.inputs.conventions.running_variance)
     mean_tols, var_tols = [], []
     steps = zip(data.batches, expected.batch_means, expected.batch_vars, strict=False)
     for step, (x, mean, var) in enumerate(steps, 1):
+        stored_mean, stored_var = expected.values["running_mean"][step - 1], expected.values["running_var"][step - 1]
         dmean, dvar = batch_statistic_errors(model, x, mean, var, expected.count)
         keep, weight = _update_weights(model, step)
         sample_var = np.abs(var) * factor
@@ -243,9 +396,12 @@ def running_statistic_errors(model: _Model, expected: Expected) -> tuple[list[np
         # Rounding: u·(|r_{t−1}| + |b_t| + |r_t|) covers both algebraic forms of the update,
         # d·r + (1 − d)·b and r + (1 − d)·(b − r) (a lerp, whose error scales with |r_{t−1}|
         # even when the weight of r_{t−1} is 0, as in the first cumulative step).
-        # Stored in the compute dtype, a running statistic may also land among its subnormals: + η_sub.
-        d_mean = keep * d_mean + weight * dmean + u * (r_mean + np.abs(mean) + new_mean) + eta
-        d_var = keep * d_var + weight * dvar * factor + u * (r_var + sample_var + new_var) + eta
+        # Stored in the case dtype, a running statistic may also land among its subnormals, or
+        # be flushed to zero where it is that small (``stored_underflow``).
+        d_mean = keep * d_mean + weight * dmean + u * (r_mean + np.abs(mean) + new_mean)
+        d_var = keep * d_var + weight * dvar * factor + u * (r_var + sample_var + new_var)
+        d_mean = d_mean + stored_underflow(model, stored_mean, d_mean)
+        d_var = d_var + stored_underflow(model, stored_var, d_var)
         r_mean, r_var = new_mean, new_var
         mean_tols.append(d_mean)
         var_tols.append(d_var)
@@ -258,10 +414,12 @@ def inference_errors(model: _Model, expected: Expected, mean, dmean, var, dvar) 
     Without running statistics, inference mode normalizes with the batch's own statistics.
     """
     first = model.inputs.data.batches[0]
-    if not model.inputs.conventions.tracks_running_stats:
+    running = model.inputs.conventions.tracks_running_stats
+    if not running:
         mean, var = expected.batch_means[0], expected.batch_vars[0]
         dmean, dvar = batch_statistic_errors(model, first, mean, var, expected.count)
-    dx_hat, x_hat = normalized_errors(model, first, mean, dmean, var, dvar)
+    # Running statistics do not come from this batch: s may fall beyond first order (Δs/s).
+    dx_hat, x_hat = normalized_errors(model, first, mean, dmean, var, dvar, independent=running)
     return output_errors(model, x_hat, dx_hat, first, mean)
 
 
@@ -290,10 +448,16 @@ def gradient_errors(model: _Model, expected: Expected) -> dict[str, np.ndarray]:
         + np.abs(x_hat) * bc(mean_of(abs_dy * dx_hat))
     )
     dx_expected = np.abs(_nan_safe(expected.values["dx"]))
-    allowed["dx"] = _nan_safe(
-        bc(np.abs(model.gamma)) / s * inner + dx_expected * (bc(relative_scale_error(model, var, dvar)) + u)
-        + model.eta_flush * (abs_dy + g_mean + np.abs(x_hat) * gx_mean)  # the factor γ/s flushed to zero
-    )  # fmt: skip
+    scale_error = bc(relative_scale_error(model, var, dvar))
+    # Flush-to-zero of the per-channel factors: γ/s of the form γ/s·[dy − ḡ − x̂·ḡx̂], or a, b, c
+    # of the folded form dx = a·dy + b·(x − μ) + c.  b = −γ·ḡx̂/s² underflows first, and only
+    # where its computed value may lie below η_acc: its value less SAFETY times its error (ḡx̂
+    # errs by Δdγ/N, s by Δs/s).
+    gx_error = bc(allowed["dgamma"]) / expected.count
+    b_lowest = bc(np.abs(model.gamma)) * np.maximum(gx_mean - SAFETY * gx_error, 0.0) / (s * s * (1.0 + SAFETY * scale_error) ** 2)
+    folded = np.where(b_lowest < model.eta_flush, np.abs(x - bc(mean)), 0.0)
+    flushed = model.eta_flush * (abs_dy + g_mean + np.abs(x_hat) * gx_mean + folded)
+    allowed["dx"] = _bound(bc(np.abs(model.gamma)) / s * inner + dx_expected * (scale_error + u) + flushed)
     return allowed
 
 
@@ -305,6 +469,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
     ``inference_errors`` (before and after training) and ``gradient_errors``; then the
     underflow floor is added and the sum scaled by ``safety``.
     """
+    inputs, expected = _finite_inputs(inputs, expected)
     model = _Model.of(inputs)
     data = inputs.data
     zero = np.zeros(model.channels)
@@ -326,5 +491,5 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
         else:
             allowed["y_eval_after"] = allowed["y_eval"]
         allowed.update(gradient_errors(model, expected))
-    floor = underflow_floor(inputs.dtype, expected.count)
-    return {name: safety * (_nan_safe(value) + floor) for name, value in allowed.items() if name in expected.values}
+        floor = underflow_floor(inputs.dtype, expected.count)
+        return {name: safety * (_bound(value) + floor) for name, value in allowed.items() if name in expected.values}
