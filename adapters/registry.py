@@ -29,6 +29,8 @@ BUILTIN_ADAPTERS: dict[str, str] = {
     "nnx": "adapters.nnx:NnxAdapter",
     "haiku": "adapters.haiku:HaikuAdapter",
     "equinox": "adapters.equinox:EquinoxAdapter",
+    "onnxruntime": "adapters.onnx:OnnxRuntimeAdapter",
+    "onnx-reference": "adapters.onnx:OnnxReferenceAdapter",
 }
 ENTRY_POINT_GROUP = "bnconf.adapters"
 #: Extra adapters for one process, e.g. "mine=my_package.bn:MyAdapter,other=pkg:Other".

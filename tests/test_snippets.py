@@ -51,7 +51,8 @@ result = []
 for case in cases:
     outcomes = adapter.run(case)
     result.append({"dtype": case.dtype, "snippet": adapter.snippet(case),
-                   "outcomes": {k: (o.value.tolist() if o.value is not None else o.error) for k, o in outcomes.items()}})
+                   "outcomes": {k: (o.value.tolist() if o.value is not None else o.error) for k, o in outcomes.items()
+                                if o.unsupported is None}})
 print(json.dumps(result))
 """
 
