@@ -17,16 +17,18 @@ from datamodel.verdicts import PASS, UNSUPPORTED
 
 from .summarize import findings
 
-#: Declared conventions shown side by side, in this order, with a reader's label.
+#: Declared conventions shown side by side, in this order: the labels a probe record's
+#: ``declared_conventions`` uses (see the suite's conventions probes), as the reader sees them.
 CONVENTION_ROWS = (
-    ("momentum_name", "momentum argument"),
-    ("momentum_form", "momentum weights"),
-    ("momentum_default", "momentum default"),
-    ("default_decay", "decay d (canonical)"),
-    ("eps_default", "ε default"),
-    ("normalization_variance", "variance that normalizes"),
-    ("variance_algorithm", "batch variance computed"),
-    ("default_channel_axis", "default channel axis"),
+    ("momentum", "momentum (own form)"),
+    ("canonical decay", "decay d (canonical)"),
+    ("ε default", "ε default"),
+    ("ε placement", "ε placement"),
+    ("running-variance estimator", "running variance is fed"),
+    ("normalization variance", "variance that normalizes"),
+    ("variance algorithm", "batch variance computed"),
+    ("running average", "running average"),
+    ("default channel axis", "default channel axis"),
 )
 
 
@@ -91,14 +93,7 @@ def conventions_side_by_side(conventions: list[dict[str, Any]]) -> dict[str, Any
     engines = [row["framework"] for row in conventions]
     rows = []
     for key, label in CONVENTION_ROWS:
-        cells = []
-        for row in conventions:
-            value = row["declared"].get(key)
-            cells.append(_number(value) if isinstance(value, float) else ("-" if value is None else str(value)))
-        rows.append({"label": label, "cells": cells})
-    reference_keys = sorted({key for row in conventions for key in (row["declared"].get("reference") or {})})
-    for key in reference_keys:
-        rows.append({"label": key.replace("_", " "), "cells": [str((row["declared"].get("reference") or {}).get(key, "-")) for row in conventions]})
+        rows.append({"label": label, "cells": [str(row["declared"].get(key, "-")) for row in conventions]})
     probed = []
     for row in conventions:
         bad = [name for name, probe in row["probes"].items() if probe["verdict"] != PASS]

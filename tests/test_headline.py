@@ -57,3 +57,16 @@ def test_parameter_counts_pick_the_dense_and_the_image_shapes():
     assert row["dense"]["canonical"] == 12
     assert row["dense"]["differs"]
     assert row["image"]["shape"] == [5, 3, 4, 4]
+
+
+def test_conventions_side_by_side_reads_the_probe_records_labels():
+    from reports.headline import conventions_side_by_side
+
+    declared = {"momentum": "momentum = 0.1 (weights the new batch)", "canonical decay": "0.9", "ε default": "1e-05",
+                "ε placement": "inside", "running-variance estimator": "unbiased"}  # fmt: skip
+    table = conventions_side_by_side([{"framework": "e", "declared": declared, "probes": {"x": {"verdict": "pass"}}}])
+    cells = {row["label"]: row["cells"][0] for row in table["rows"]}
+    assert cells["momentum (own form)"] == "momentum = 0.1 (weights the new batch)"
+    assert cells["running variance is fed"] == "unbiased"
+    assert cells["probes"] == "all confirmed"
+    assert sum(cell == "-" for cell in cells.values()) == 4  # only the labels this record lacks

@@ -83,6 +83,7 @@ def test_conventions_counts_and_grid_are_compact_and_visible(page):
     side = page.locator("#conventions-side")
     assert side.is_visible()
     assert side.locator("thead th").count() >= 2  # a column per engine
+    assert "weights the new batch" in side.inner_text()  # the declared values, not placeholders
     assert page.locator("#parameter-counts tbody tr").count() >= 1
     grid = page.locator("#grid")
     assert grid.is_visible()
