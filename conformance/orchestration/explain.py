@@ -29,7 +29,7 @@ def channel_axis_for(adapter: Adapter, rank: int, layout: str | None) -> int:
     if not adapter.capabilities.any_channel_axis and axis != 1:
         raise ValueError(
             f"{adapter.label} keeps channels on axis 1 only (layout {layout}); "
-            f"its memory-format variants are: {', '.join(adapter.variants) or 'none'}"
+            "its memory-format variants: " + (", ".join(f"{adapter.name}:{t}" for t in adapter.capabilities.memory_format_twins) or "none")
         )
     return axis
 
