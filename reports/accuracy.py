@@ -16,9 +16,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from conformance.judging.accuracy import LESS_ACCURATE
 from datamodel.records import CheckRecord, ResultRecord
-from datamodel.verdicts import DISCREPANCY, PASS
+from datamodel.verdicts import DISCREPANCY, LESS_ACCURATE, PASS
 
 #: The class of cases the strategies did not draw (the fixed grids: ordinary, degenerate, ledger evidence).
 FIXED = "fixed cases"

@@ -22,7 +22,6 @@ from tolerance_cases import Run, judge, reference_run, runs
 from conformance.judging import check
 from conformance.judging.accuracy import (
     FLOOR_ROUNDINGS,
-    LESS_ACCURATE,
     StableError,
     emulate_stable,
     graded,
@@ -35,6 +34,7 @@ from conformance.judging.tolerance import ToleranceInputs
 from conformance.plugin.session import ConformanceSession
 from datamodel.case import Case, CaseData, Generator
 from datamodel.records import Conditioning, RecordWriter, ResultRecord, read_records
+from datamodel.verdicts import LESS_ACCURATE
 from reference import UNIT_ROUNDOFF, Conventions, round_to
 from reports.render import render_report
 

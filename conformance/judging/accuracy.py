@@ -90,9 +90,6 @@ from .tolerance import ToleranceInputs, smallest_normal
 #: face value: the floor of the grade's denominator (see the module docstring).
 FLOOR_ROUNDINGS = 4.0
 
-#: At or above this grade an engine is "ten times less accurate than a stable implementation":
-#: the report highlights it.
-LESS_ACCURATE = 10.0
 
 #: Statistics are arrays (C, N): channels first, the values of each channel contiguous, so
 #: every reduction along axis 1 is NumPy's pairwise sum.
