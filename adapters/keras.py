@@ -25,7 +25,7 @@ from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
 from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
-from .snippets import data_block, footer, header
+from .snippets import KERAS_LAYER_PROTOCOL, data_block, footer, header
 
 
 def _keras(backend: str):
@@ -244,16 +244,7 @@ with keras.device("{device}"):
         layer.moving_mean.assign(running_mean.astype(layer.moving_mean.dtype))
         layer.moving_variance.assign(running_var.astype(layer.moving_variance.dtype))
 
-    reset()
-    quantities["y_eval"] = numpy(layer(tensor(batches[0]), training=False))
-    reset()
-    steps = []
-    for batch in batches:
-        steps.append((numpy(layer(tensor(batch), training=True)), numpy(layer.moving_mean), numpy(layer.moving_variance)))
-    quantities["y_train"], quantities["running_mean"], quantities["running_var"] = (list(s) for s in zip(*steps))
-    quantities["y_eval_after"] = numpy(layer(tensor(batches[0]), training=False))
-    reset()
-    x, dy_ = tensor(batches[0]), tensor(dy)
+{KERAS_LAYER_PROTOCOL}    x, dy_ = tensor(batches[0]), tensor(dy)
     sources = [x] + ([layer.gamma.value, layer.beta.value] if gamma is not None else [])
 {_indent(self.SNIPPET_GRADIENTS)}
     for name, grad in zip(["dx", "dgamma", "dbeta"], grads):

@@ -57,3 +57,19 @@ def footer() -> str:
         "\n# One machine-readable line: every quantity observed, as float64 (nested) lists.\n"
         "print(json.dumps({name: np.asarray(value, dtype=np.float64).tolist() for name, value in quantities.items()}))\n"
     )
+
+
+#: The protocol in a snippet for a Keras-style layer (Keras 3 and tf-keras): inference, the
+#: training steps with the running statistics after each, inference after training, each
+#: phase from the case's state (a ``reset()`` the snippet defines), read back with
+#: ``numpy``/``tensor`` helpers it defines; indented for a ``with`` block.
+KERAS_LAYER_PROTOCOL = """    reset()
+    quantities["y_eval"] = numpy(layer(tensor(batches[0]), training=False))
+    reset()
+    steps = []
+    for batch in batches:
+        steps.append((numpy(layer(tensor(batch), training=True)), numpy(layer.moving_mean), numpy(layer.moving_variance)))
+    quantities["y_train"], quantities["running_mean"], quantities["running_var"] = (list(s) for s in zip(*steps))
+    quantities["y_eval_after"] = numpy(layer(tensor(batches[0]), training=False))
+    reset()
+"""

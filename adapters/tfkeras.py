@@ -30,7 +30,7 @@ from datamodel.case import Case, CaseData
 
 from .base import Capabilities, Hyper, Inventory, LayerSpec, Variable
 from .keras import KerasAdapter
-from .snippets import data_block, footer, header
+from .snippets import KERAS_LAYER_PROTOCOL, data_block, footer, header
 
 FUSED = {"": None, "fused": True, "unfused": False}
 
@@ -167,16 +167,7 @@ with tf.device("{device}"):
                 [(layer.gamma, gamma), (layer.beta, beta)] if gamma is not None else []):
             variable.assign(tf.constant(values, dtype=variable.dtype))  # half-precision layers keep float32 variables
 
-    reset()
-    quantities["y_eval"] = numpy(layer(tensor(batches[0]), training=False))
-    reset()
-    steps = []
-    for batch in batches:
-        steps.append((numpy(layer(tensor(batch), training=True)), numpy(layer.moving_mean), numpy(layer.moving_variance)))
-    quantities["y_train"], quantities["running_mean"], quantities["running_var"] = (list(s) for s in zip(*steps))
-    quantities["y_eval_after"] = numpy(layer(tensor(batches[0]), training=False))
-    reset()
-    x, dy_ = tensor(batches[0]), tensor(dy)
+{KERAS_LAYER_PROTOCOL}    x, dy_ = tensor(batches[0]), tensor(dy)
     sources = [x] + ([layer.gamma, layer.beta] if gamma is not None else [])
     with tf.GradientTape() as tape:
         tape.watch(x)
