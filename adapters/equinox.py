@@ -43,8 +43,7 @@ from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
 from .base import Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
-from .flax import _jax
-from .haiku import JaxEngine
+from .jaxengine import JaxEngine, _jax
 from .snippets import data_block, footer, header
 
 #: The vmapped batch axis's name, as the layer's ``axis_name``.

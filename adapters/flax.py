@@ -20,21 +20,12 @@ from __future__ import annotations
 from functools import cache
 from typing import ClassVar
 
-import numpy as np
-
 from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
-from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .base import Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .jaxengine import JaxEngine, _jax
 from .snippets import data_block, footer, header
-
-
-@cache
-def _jax():
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    return jax
 
 
 def _linen():
@@ -77,7 +68,7 @@ def _compiled(axis: int, affine: bool, fast_variance: bool, dtype: str, jit: boo
     return jax.jit(evaluate), jax.jit(train_step), jax.jit(gradients)
 
 
-class FlaxAdapter(Adapter):
+class FlaxAdapter(JaxEngine):
     name = "flax"
     variants: ClassVar[dict[str, str]] = {
         "two_pass": "use_fast_variance=False: variance as E[(x − E[x])²] instead of E[x²] − E[x]²",
@@ -122,13 +113,6 @@ class FlaxAdapter(Adapter):
             variance_algorithm="two_pass" if self.variant == "two_pass" else "fast",
         )
 
-    def available_devices(self) -> frozenset[str]:
-        try:
-            return frozenset({"cpu", "gpu"}) if _jax().devices("gpu") else frozenset({"cpu"})
-        except RuntimeError:
-            return frozenset({"cpu"})
-
-    # -- primitives: the layer is its jitted functions, the state its variables ------------
     def build(self, spec: LayerSpec):
         return _compiled(spec.axis, spec.affine, self.variant != "two_pass", spec.dtype, jit=self.variant != "eager")
 
@@ -156,13 +140,6 @@ class FlaxAdapter(Adapter):
         dx, dparams = layer[2](state, x, dy, hyper.eps)
         return dx, dparams.get("scale"), dparams.get("bias")
 
-    def tensor(self, array: np.ndarray, spec: LayerSpec):
-        jax = _jax()
-        import jax.numpy as jnp
-
-        device = jax.devices("gpu" if spec.device == "gpu" else "cpu")[0]
-        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(spec.dtype), device)
-
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
         jax = _jax()
         nn = _linen()
@@ -187,10 +164,6 @@ class FlaxAdapter(Adapter):
             total_count=total,
             reported={f"sum of {name!r} leaf sizes": count for name, count in totals.items()},
         )
-
-    def device_info(self) -> dict[str, str]:
-        jax = _jax()
-        return {**super().device_info(), "backend": jax.default_backend(), "devices": ", ".join(str(d) for d in jax.devices())}
 
     def snippet(self, case: Case) -> str:
         settings = self.settings(case)

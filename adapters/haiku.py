@@ -45,8 +45,8 @@ import numpy as np
 from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
-from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
-from .flax import _jax
+from .base import Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .jaxengine import JaxEngine, _jax
 from .snippets import data_block, footer, header
 
 #: ``decay_rate`` for a case that leaves the decay unset: hk.BatchNorm has no default, and
@@ -109,27 +109,6 @@ def _compiled(rank: int, axis: int, affine: bool):
         return pullback(dy)
 
     return jax.jit(evaluate), jax.jit(train_step), jax.jit(gradients)
-
-
-class JaxEngine(Adapter):
-    """Arrays in and out, and devices, for the JAX engines other than Flax (Haiku, Equinox)."""
-
-    def available_devices(self) -> frozenset[str]:
-        try:
-            return frozenset({"cpu", "gpu"}) if _jax().devices("gpu") else frozenset({"cpu"})
-        except RuntimeError:
-            return frozenset({"cpu"})
-
-    def tensor(self, array: np.ndarray, spec: LayerSpec):
-        jax = _jax()
-        import jax.numpy as jnp
-
-        device = jax.devices("gpu" if spec.device == "gpu" else "cpu")[0]
-        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(spec.dtype), device)
-
-    def device_info(self) -> dict[str, str]:
-        jax = _jax()
-        return {**super().device_info(), "backend": jax.default_backend(), "devices": ", ".join(str(d) for d in jax.devices())}
 
 
 class HaikuAdapter(JaxEngine):

@@ -26,7 +26,8 @@ import numpy as np
 from datamodel.case import Case, CaseData
 
 from .base import FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
-from .flax import FlaxAdapter, _jax
+from .flax import FlaxAdapter
+from .jaxengine import _jax
 from .snippets import data_block, footer, header
 
 

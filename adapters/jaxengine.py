@@ -1,0 +1,43 @@
+"""What every JAX engine shares: JAX with float64 enabled, and arrays and devices in and out.
+
+Flax (linen and NNX), Haiku and Equinox all run on JAX: ``JaxEngine`` puts a case's arrays
+on the right device in the case's dtype and reports JAX's devices, once for all of them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from .base import Adapter, LayerSpec
+
+
+@cache
+def _jax():
+    """JAX, with float64 enabled (without it JAX silently computes float64 cases in float32)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+class JaxEngine(Adapter):
+    """Arrays in and out, and devices, for the JAX engines."""
+
+    def available_devices(self) -> frozenset[str]:
+        try:
+            return frozenset({"cpu", "gpu"}) if _jax().devices("gpu") else frozenset({"cpu"})
+        except RuntimeError:
+            return frozenset({"cpu"})
+
+    def tensor(self, array: np.ndarray, spec: LayerSpec):
+        jax = _jax()
+        import jax.numpy as jnp
+
+        device = jax.devices("gpu" if spec.device == "gpu" else "cpu")[0]
+        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(spec.dtype), device)
+
+    def device_info(self) -> dict[str, str]:
+        jax = _jax()
+        return {**super().device_info(), "backend": jax.default_backend(), "devices": ", ".join(str(d) for d in jax.devices())}
