@@ -44,6 +44,8 @@ class Capabilities:
     #: The protocol phases the engine runs; a missing one (an inference-only runtime, say)
     #: comes back as ``unsupported`` with ``phase_reason``, not as an error.
     phases: frozenset[str] = frozenset(PHASES)
+    #: Why the missing phases are out of reach, when there is more to say than that they are missing.
+    phase_note: str = ""
     #: Variants of the same adapter whose results must equal this one's on the same logical
     #: case in another memory format (compared by the layout property).
     memory_format_twins: tuple[str, ...] = ()
@@ -52,7 +54,9 @@ class Capabilities:
         """Why ``phase`` cannot run on this engine, or ``None`` when it can."""
         if phase in self.phases:
             return None
-        return f"the {phase} phase is not supported by this engine (it runs: {', '.join(p for p in PHASES if p in self.phases)})"
+        runs = ", ".join(p for p in PHASES if p in self.phases)
+        note = f": {self.phase_note}" if self.phase_note else ""
+        return f"the {phase} phase is not supported by this engine (it runs: {runs}){note}"
 
     def unsupported_reason(self, case: Case, available_devices: frozenset[str] | None = None) -> str | None:
         if case.rank not in self.ranks:

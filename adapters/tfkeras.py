@@ -11,9 +11,16 @@ Keras 2 has two implementations behind one layer, chosen by ``fused``: the fused
 ``tf.nn.batch_normalization``.  ``fused=None`` (the default) takes the fused kernel when it
 can: rank 4 (and 5) inputs with the channels on axis 1 or last, no renorm, no virtual batch.
 The variants force each path: ``tf-keras:fused`` (ranks 4 and 5, channels first: the layer
-refuses other ranks and axes) and ``tf-keras:unfused``.  ``renorm`` and
-``virtual_batch_size`` change the algorithm beyond what the reference expresses: they are
-not offered.
+refuses other ranks and axes) and ``tf-keras:unfused``.
+
+``renorm=True`` (batch renormalization) and ``virtual_batch_size`` (ghost batch norm) change
+training beyond what the reference expresses: renorm multiplies the normalized batch by
+r = σ_B/σ_renorm and adds d = (μ_B − μ_renorm)/σ_renorm from two more moving averages, and
+ghost batch norm normalizes sub-batches of the batch separately and updates the running
+statistics with their averaged moments.  Their variants ``tf-keras:renorm`` and
+``tf-keras:virtual_batch`` run what the reference does express, inference from the running
+statistics and the parameter inventory, and answer ``unsupported`` with that reason for
+training and gradients.
 
 tf-keras depends on the ``tensorflow`` package; this project installs it with ``--no-deps``
 beside ``tensorflow-cpu``, which provides the same ``tensorflow`` module (see the README).
@@ -22,6 +29,7 @@ beside ``tensorflow-cpu``, which provides the same ``tensorflow`` module (see th
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -32,7 +40,26 @@ from .base import Capabilities, Hyper, Inventory, LayerSpec, Variable
 from .keras import KerasAdapter
 from .snippets import KERAS_LAYER_PROTOCOL, data_block, footer, header
 
-FUSED = {"": None, "fused": True, "unfused": False}
+#: The constructor arguments that make each variant (the default variant passes none).
+VARIANT_ARGUMENTS: dict[str, dict[str, object]] = {
+    "": {},
+    "fused": {"fused": True},
+    "unfused": {"fused": False},
+    "renorm": {"renorm": True},
+    "virtual_batch": {"virtual_batch_size": 2},
+}
+#: Why the reference cannot check training and gradients of a variant (it still checks inference).
+TRAINING_OUT_OF_REACH = {
+    "renorm": "batch renormalization (renorm=True) corrects the training output by r = σ_B/σ_renorm and "
+              "d = (μ_B − μ_renorm)/σ_renorm from two more moving averages; the reference has no renorm",
+    "virtual_batch": "ghost batch norm (virtual_batch_size) normalizes sub-batches separately and averages "
+                     "their moments into the running statistics; the reference has no ghost batches",
+}  # fmt: skip
+
+
+def _arguments(variant: str) -> str:
+    """The variant's constructor arguments as Python source (``", fused=True"``, or nothing)."""
+    return "".join(f", {name}={value!r}" for name, value in VARIANT_ARGUMENTS[variant].items())
 
 
 def _tf_keras():
@@ -47,6 +74,8 @@ class TfKerasAdapter(KerasAdapter):
     variants: ClassVar[dict[str, str]] = {
         "fused": "fused=True: the fused kernel (tf.compat.v1.nn.fused_batch_norm); ranks 4 and 5",
         "unfused": "fused=False: tf.nn.moments and tf.nn.batch_normalization",
+        "renorm": "renorm=True: batch renormalization; inference and inventory checked, training out of reach",
+        "virtual_batch": "virtual_batch_size=2: ghost batch norm; inference and inventory checked, training out of reach",
     }
     process_environment: ClassVar[dict[str, str]] = {}
 
@@ -67,6 +96,8 @@ class TfKerasAdapter(KerasAdapter):
             # channels-first only (the default variant takes the fused path channels-last too).
             return Capabilities(ranks=frozenset({4, 5}), dtypes=frozenset({"float16", "bfloat16", "float32"}),
                                 devices=base.devices, any_channel_axis=False, affine_off=True)  # fmt: skip
+        if self.variant in TRAINING_OUT_OF_REACH:
+            return replace(base, phases=frozenset({"inference"}), phase_note=TRAINING_OUT_OF_REACH[self.variant])
         return base
 
     def gpu_present(self) -> bool:
@@ -77,7 +108,7 @@ class TfKerasAdapter(KerasAdapter):
     # -- primitives (the rest is Keras 3's: same variables, same call) ----------------------
     def build(self, spec: LayerSpec):
         layer = _tf_keras().layers.BatchNormalization(axis=spec.axis, center=spec.affine, scale=spec.affine,
-                                                      fused=FUSED[self.variant], dtype=spec.dtype)  # fmt: skip
+                                                      dtype=spec.dtype, **VARIANT_ARGUMENTS[self.variant])  # fmt: skip
         layer.build(spec.input_shape)
         return layer
 
@@ -108,7 +139,7 @@ class TfKerasAdapter(KerasAdapter):
 
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
         keras = _tf_keras()
-        layer = keras.layers.BatchNormalization(axis=channel_axis, fused=FUSED[self.variant], dtype=dtype)
+        layer = keras.layers.BatchNormalization(axis=channel_axis, dtype=dtype, **VARIANT_ARGUMENTS[self.variant])
         model = keras.Sequential([keras.Input(shape=tuple(shape[1:]), dtype=dtype), layer])
         roles = {v: k for k, v in self.conventions.parameter_names.items()}
         variables = []
@@ -133,7 +164,8 @@ class TfKerasAdapter(KerasAdapter):
         import tensorflow as tf
 
         def assign(variable, values):  # half-precision layers keep float32 variables (tf-keras' _param_dtype)
-            variable.assign(tf.constant(np.asarray(values, dtype=np.float64), dtype=variable.dtype))
+            values = np.asarray(values, dtype=np.float64).reshape(variable.shape)  # (1, 1, C) with virtual batches
+            variable.assign(tf.constant(values, dtype=variable.dtype))
 
         if data.gamma is not None:
             assign(layer.gamma, data.gamma)
@@ -160,12 +192,13 @@ def numpy(v):
 
 with tf.device("{device}"):
     layer = tf_keras.layers.BatchNormalization(axis={case.layout.axis}, {kwargs}center={case.affine},
-                                               scale={case.affine}, fused={FUSED[self.variant]}, dtype="{case.dtype}")
+                                               scale={case.affine}, dtype="{case.dtype}"{_arguments(self.variant)})
     layer.build({LayerSpec.of(case).input_shape!r})
     def reset():  # every phase starts from the case's parameters and running statistics
         for variable, values in [(layer.moving_mean, running_mean), (layer.moving_variance, running_var)] + (
                 [(layer.gamma, gamma), (layer.beta, beta)] if gamma is not None else []):
-            variable.assign(tf.constant(values, dtype=variable.dtype))  # half-precision layers keep float32 variables
+            # half-precision layers keep float32 variables; virtual batches shape them (1, 1, C)
+            variable.assign(tf.constant(np.reshape(values, variable.shape), dtype=variable.dtype))
 
 {KERAS_LAYER_PROTOCOL}    x, dy_ = tensor(batches[0]), tensor(dy)
     sources = [x] + ([layer.gamma, layer.beta] if gamma is not None else [])

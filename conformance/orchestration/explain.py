@@ -55,6 +55,12 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
         if ref.running_variance == "unbiased"
         else "the running variance is fed the biased batch variance σ²"
     )
+    training = f"y = γ·(x − μ_B)/{eps_term.replace('σ²', 'σ²_B')} + β   with μ_B, σ²_B the mean and biased variance over axes {reduced}"
+    if "training" not in adapter.capabilities.phases:  # the engine trains otherwise (tf-keras' renorm, say)
+        training = f"not the canonical formula: {adapter.capabilities.phase_note or 'the engine does not train'}"
+    scale_shapes = {tuple(v.shape) for v in inventory.variables if v.role in ("scale", "offset")}
+    parameter_shape = ", ".join(map(str, next(iter(scale_shapes)))) if len(scale_shapes) == 1 else str(channels)
+    parameter_shape += "," if parameter_shape.isdigit() else ""
     per_channel = " × ".join(f"{shape[a]}" for a in reduced[1:])
     values_per_channel = f"N{' × ' + per_channel if per_channel else ''} values per channel (N = batch size)"
     return {
@@ -66,9 +72,9 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
         "reduced_axes": reduced,
         "values_per_channel": values_per_channel,
         "formulas": {
-            "training": f"y = γ·(x − μ_B)/{eps_term.replace('σ²', 'σ²_B')} + β   with μ_B, σ²_B the mean and biased variance over axes {reduced}",
+            "training": training,
             "inference": f"y = γ·(x − running_mean)/{eps_term.replace('σ²', 'running_var')} + β",
-            "parameters": f"γ, β have shape ({channels},): one per channel along axis {axis}",
+            "parameters": f"γ, β have shape ({parameter_shape}): one per channel along axis {axis}",
             "eps": f"ε = {declared.eps_default:g} (default), placed {ref.eps_placement} the square root",
             "variance": (
                 "σ²_B = mean((x − μ_B)²) (two passes)"
@@ -100,6 +106,14 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
     }
 
 
+#: What render_text adds for averaging other than the plain exponential moving average.
+AVERAGING_NOTES = {
+    "debiased_ema": "  debiased: the stored averages are divided by 1 − d^t after t steps (Adam-style), so early steps "
+                    "are not pulled toward the initial value",
+    "cumulative": "  cumulative: the running statistics are the plain mean of every batch so far (momentum=None)",
+}
+
+
 def render_text(info: dict[str, Any]) -> str:
     """The human-readable form of ``explain``'s result."""
     shape = ", ".join(str(s) for s in info["input_shape"])
@@ -119,6 +133,7 @@ def render_text(info: dict[str, Any]) -> str:
         f"  framework's form: {info['running_update']['native']}",
         f"  canonical form:   {info['running_update']['canonical']}",
         f"  {info['running_update']['variance']}",
+        *([AVERAGING_NOTES[info["running_update"]["averaging"]]] if info["running_update"]["averaging"] in AVERAGING_NOTES else []),
         "",
     ]
     headers = ("variable", "role", "shape", "dtype", "trainable")

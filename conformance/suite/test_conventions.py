@@ -56,6 +56,8 @@ def _observe(conformance, adapter, case: Case, data: CaseData, quantity: str) ->
         pytest.skip(f"{adapter.label} keeps no running statistics")
     phase = "inference" if quantity == "y_eval" else "training"
     outcome = conformance.observe(adapter, case, "conventions", data, phases=(phase,))[quantity]
+    if outcome.unsupported:
+        pytest.skip(outcome.unsupported)
     if outcome.error:
         pytest.fail(f"{adapter.label} raised while probing {quantity}: {outcome.error}")
     return outcome.value
