@@ -267,9 +267,12 @@ class Adapter(abc.ABC):
     name: str = ""
     #: variants this adapter understands, with a one-line description each
     variants: ClassVar[dict[str, str]] = {}
-    #: Variants left out of a run that names no frameworks, each with the reason (a compiled
-    #: mode that recompiles for every ε, say): they run when named, and in their matrix cells.
-    opt_in_variants: ClassVar[dict[str, str]] = {}
+    #: Variants a quick run (``bnconf run --quick``, as ``make test`` runs) leaves out, each with
+    #: the reason (a compiled mode that recompiles for every ε, say); every other run takes them.
+    slow_variants: ClassVar[dict[str, str]] = {}
+    #: Variants that run the same layer another way (compiled, or eager where the default is
+    #: compiled): the execution property compares each with the default variant on the same case.
+    execution_modes: ClassVar[tuple[str, ...]] = ()
     #: Environment variables its suite process must start with (a framework that fixes a
     #: setting at import, such as Keras' backend, needs a process of its own); ``bnconf run``
     #: and ``bnconf matrix`` apply them to that framework's process.  A class attribute, so
@@ -302,6 +305,11 @@ class Adapter(abc.ABC):
     def available_devices(self) -> frozenset[str]:
         """Devices present on this machine for this framework."""
         return frozenset({"cpu"})
+
+    @property
+    def execution_twins(self) -> tuple[str, ...]:
+        """The execution modes the default variant is compared with (a variant has none of its own)."""
+        return () if self.variant else self.execution_modes
 
     def unsupported_reason(self, case: Case) -> str | None:
         return self.capabilities.unsupported_reason(case, self.available_devices())

@@ -74,10 +74,10 @@ class FlaxAdapter(JaxEngine):
         "two_pass": "use_fast_variance=False: variance as E[(x − E[x])²] instead of E[x²] − E[x]²",
         "eager": "module.apply called op by op, without jax.jit (the default variant is jitted)",
     }
-    opt_in_variants: ClassVar[dict[str, str]] = {
-        "eager": "JAX dispatches every operation on its own: 82 s of a ci run on two cores against about 20 s "
-                 "jitted; run when named, and nightly in its matrix cell",
+    slow_variants: ClassVar[dict[str, str]] = {
+        "eager": "JAX dispatches every operation on its own: 76 s of a ci run on one core against about 20 s jitted",
     }
+    execution_modes: ClassVar[tuple[str, ...]] = ("eager",)
 
     def version(self) -> str:
         import flax

@@ -54,13 +54,13 @@ class KerasAdapter(Adapter):
         "jit": "the layer's calls inside tf.function(jit_compile=True): XLA, as model.fit(jit_compile=True) runs them",
         "tf_function": "the layer's calls inside tf.function without XLA (a TensorFlow graph)",
     }
-    opt_in_variants: ClassVar[dict[str, str]] = {
+    slow_variants: ClassVar[dict[str, str]] = {
         variant: "ε and the momentum are Python attributes read when a call is traced, so each new value traces "
-                 "(and for XLA compiles) again: the two add about 50 s to a ci run on two cores; run when named, "
-                 "and nightly in their matrix cell"
+                 "(and for XLA compiles) again: 24 s (jit) and 14 s (tf_function) of a ci run on one core"
         for variant in ("jit", "tf_function")
     }  # fmt: skip
     process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "tensorflow"}
+    execution_modes: ClassVar[tuple[str, ...]] = ("jit", "tf_function")
 
     def __init__(self, variant: str = "") -> None:
         super().__init__(variant)
@@ -262,11 +262,12 @@ class KerasJaxAdapter(KerasAdapter):
     name = "keras-jax"
     backend = "jax"
     variants: ClassVar[dict[str, str]] = {"jit": "the layer's stateless_call under jax.jit (XLA), as a jitted training step runs it"}
-    opt_in_variants: ClassVar[dict[str, str]] = {
+    slow_variants: ClassVar[dict[str, str]] = {
         "jit": "ε and the momentum are Python attributes, static under jax.jit, so each new value compiles "
-               "again (about a minute of a ci run on two cores): run when named, and nightly in its matrix cell",
+               "again: 24 s of a ci run on one core",
     }  # fmt: skip
     process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "jax"}
+    execution_modes: ClassVar[tuple[str, ...]] = ("jit",)
 
     def compile(self, function):
         import jax
@@ -346,7 +347,8 @@ class KerasTorchAdapter(KerasAdapter):
     name = "keras-torch"
     backend = "torch"
     variants: ClassVar[dict[str, str]] = {}
-    opt_in_variants: ClassVar[dict[str, str]] = {}
+    slow_variants: ClassVar[dict[str, str]] = {}
+    execution_modes: ClassVar[tuple[str, ...]] = ()
     process_environment: ClassVar[dict[str, str]] = {"KERAS_BACKEND": "torch"}
 
     @property

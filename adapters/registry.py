@@ -133,15 +133,16 @@ def availability(spec: str) -> str | None:
     return None
 
 
-def all_specs(names: list[str] | None = None) -> list[str]:
+def all_specs(names: list[str] | None = None, *, quick: bool = False) -> list[str]:
     """Every ``NAME`` and ``NAME:VARIANT`` spec of the given (default: all) adapters.
 
-    Opt-in variants (``Adapter.opt_in_variants``) are left out: they run when named.
+    ``quick`` leaves out the slow variants (``Adapter.slow_variants``): ``make test`` runs so,
+    and compares those modes with their engine's default through the execution property only.
     """
     specs = []
     for name in names or list(registered()):
         specs.append(name)
         with contextlib.suppress(FrameworkUnavailableError):
             cls = adapter_class(name)
-            specs.extend(f"{name}:{variant}" for variant in cls.variants if variant not in cls.opt_in_variants)
+            specs.extend(f"{name}:{variant}" for variant in cls.variants if not (quick and variant in cls.slow_variants))
     return specs

@@ -78,6 +78,8 @@ class TfKerasAdapter(KerasAdapter):
         "virtual_batch": "virtual_batch_size=2: ghost batch norm; inference and inventory checked, training out of reach",
     }
     process_environment: ClassVar[dict[str, str]] = {}
+    slow_variants: ClassVar[dict[str, str]] = {}
+    execution_modes: ClassVar[tuple[str, ...]] = ()  # Keras 3's compiled modes are not variants here
 
     def keras(self):
         return _tf_keras()

@@ -38,6 +38,11 @@ class TorchAdapter(Adapter):
         "no_cudnn": "cuDNN disabled (torch.backends.cudnn.flags(enabled=False)); CUDA only differs",
         "compile": "torch.compile (inductor) of the module, dynamic shapes; compared with eager PyTorch",
     }
+    #: None: dynamo's graph cache is process-wide, so a torch:compile twin run inside the eager
+    #: engine's suite changes which graphs the torch:compile checks after it reuse (the inf
+    #: running-mean finding, torch-compile-inf-mean-is-nan, came and went with that order).
+    #: torch:compile runs its own whole suite in every run instead.
+    execution_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, variant: str = "") -> None:
         super().__init__(variant)

@@ -41,24 +41,28 @@ def test_all_specs_lists_variants_and_skips_missing_frameworks(fake_frameworks):
     assert specs[-1] == "missing-fake"
 
 
-def test_all_specs_leaves_out_opt_in_variants_which_still_run_when_named(fake_frameworks, monkeypatch):
+def test_quick_specs_leave_out_slow_variants_which_a_full_run_takes(fake_frameworks, monkeypatch):
     from fakes import NumpyAdapter
 
-    monkeypatch.setattr(NumpyAdapter, "opt_in_variants", {"half_precision": "slow, say"})
-    specs = registry.all_specs(["numpy-fake"])
-    assert "numpy-fake:half_precision" not in specs
-    assert "numpy-fake:no_eps" in specs
+    monkeypatch.setattr(NumpyAdapter, "slow_variants", {"half_precision": "slow, say"})
+    quick = registry.all_specs(["numpy-fake"], quick=True)
+    assert "numpy-fake:half_precision" not in quick
+    assert "numpy-fake:no_eps" in quick
+    assert "numpy-fake:half_precision" in registry.all_specs(["numpy-fake"])
     assert registry.get_adapter("numpy-fake:half_precision").variant == "half_precision"
 
 
-def test_compiled_modes_are_declared_opt_in():
-    """The slow modes are opt-in (left out of an unnamed run); torch.compile, cheap enough, is not."""
-    for name, variant in (("keras", "jit"), ("keras", "tf_function"), ("keras-jax", "jit"), ("flax", "eager"), ("nnx", "eager")):
+def test_compiled_modes_are_execution_twins_of_their_default():
+    """Every compiled (or eager) mode is a variant its engine's default is compared with; only
+    those are slow variants, and torch.compile, cheap enough, is not one."""
+    modes = {"keras": {"jit", "tf_function"}, "keras-jax": {"jit"}, "flax": {"eager"}, "nnx": {"eager"}}
+    for name in registry.BUILTIN_ADAPTERS:
         cls = registry.adapter_class(name)
-        assert variant in cls.variants, (name, variant)
-        assert variant in cls.opt_in_variants, (name, variant)
+        assert set(cls.execution_modes) == modes.get(name, set()), name
+        assert set(cls.execution_modes) <= set(cls.variants), name
+        assert set(cls.slow_variants) <= set(cls.execution_modes), name
     assert "compile" in registry.adapter_class("torch").variants
-    assert "compile" not in registry.adapter_class("torch").opt_in_variants
+    assert "compile" not in registry.adapter_class("torch").slow_variants
 
 
 def test_entry_point_adapters_are_registered(monkeypatch):

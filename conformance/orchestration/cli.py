@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the conformance suite and write records and the report")
     run.add_argument("--frameworks", type=_frameworks, help="comma-separated frameworks (default: all registered)")
+    run.add_argument("--quick", action="store_true",
+                     help="leave out the slow variants (compiled modes that recompile per ε, eager JAX); each is still "
+                          "compared with its engine's default by the execution property")  # fmt: skip
     run.add_argument("--device", choices=("cpu", "gpu", "all"), default="cpu", help="device to run on (default: cpu)")
     run.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=f"hypothesis profile (default: {DEFAULT_PROFILE})")
     run.add_argument("--out", default="bnconf-out", help="output directory (default: bnconf-out)")
@@ -223,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if frameworks:
         _check_frameworks(frameworks)
     return run_suite(frameworks=frameworks, jobs=args.jobs, device=args.device, profile=args.profile, out=args.out,
-                     case_timeout=args.case_timeout)
+                     case_timeout=args.case_timeout, quick=args.quick)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

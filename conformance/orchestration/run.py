@@ -98,16 +98,18 @@ def run_framework(
 
 def run_suite(
     frameworks: list[str] | None, device: str, profile: str, out: str | Path, case_timeout: float = DEFAULT_CASE_TIMEOUT,
-    jobs: int = 1,
+    jobs: int = 1, quick: bool = False,
 ) -> int:  # fmt: skip
-    """Run each framework's suite in its own supervised process, ``jobs`` at a time, then the report."""
+    """Run each framework's suite in its own supervised process, ``jobs`` at a time, then the report.
+
+    Without ``frameworks`` every registered engine runs, ``quick`` leaving out the slow variants."""
     from reports.render import render_report
 
     from .parallel import run_parallel
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    specs = frameworks or all_specs(list(registered()))
+    specs = frameworks or all_specs(list(registered()), quick=quick)
     stop_requested = threading.Event()
 
     def run(item: tuple[str, list[str]]) -> dict:
