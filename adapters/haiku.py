@@ -43,9 +43,9 @@ from functools import cache
 import numpy as np
 
 from datamodel.case import Case, CaseData
-from reference import DTYPES, Conventions
+from reference import Conventions
 
-from .base import Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .base import FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
 from .jaxengine import JaxEngine, _jax
 from .snippets import data_block, footer, header
 
@@ -118,17 +118,6 @@ class HaikuAdapter(JaxEngine):
         import haiku
 
         return f"{haiku.__version__} (jax {_jax().__version__})"
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(
-            ranks=frozenset({2, 3, 4, 5}),
-            dtypes=frozenset(DTYPES),
-            devices=frozenset({"cpu", "gpu"}),
-            any_channel_axis=True,
-            affine_off=True,
-            cumulative=False,
-        )
 
     @property
     def conventions(self) -> FrameworkConventions:

@@ -10,7 +10,9 @@ from functools import cache
 
 import numpy as np
 
-from .base import Adapter, LayerSpec
+from reference import DTYPES
+
+from .base import Adapter, Capabilities, LayerSpec
 
 
 @cache
@@ -24,6 +26,12 @@ def _jax():
 
 class JaxEngine(Adapter):
     """Arrays in and out, and devices, for the JAX engines."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Ranks 2 to 5, any channel axis, every dtype, CPU and GPU (Flax, NNX and Haiku; Equinox takes fewer)."""
+        return Capabilities(ranks=frozenset({2, 3, 4, 5}), dtypes=frozenset(DTYPES), devices=frozenset({"cpu", "gpu"}),
+                            any_channel_axis=True, affine_off=True, cumulative=False)  # fmt: skip
 
     def available_devices(self) -> frozenset[str]:
         try:

@@ -173,19 +173,28 @@ class KerasAdapter(Adapter):
     def placement(self, spec: LayerSpec):
         return self.keras().device("gpu:0" if spec.device == "gpu" else "cpu:0")
 
+    def inventory_layer(self, channel_axis: int, dtype: str):
+        """The layer whose variables ``inventory`` lists (a variant may add constructor arguments)."""
+        return self.keras().layers.BatchNormalization(axis=channel_axis, dtype=dtype)
+
+    @staticmethod
+    def weight_name_and_dtype(weight) -> tuple[str, str]:
+        """A weight's short name and dtype as the framework spells them."""
+        return weight.name, str(weight.dtype)
+
     def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
         keras = self.keras()
-        layer = keras.layers.BatchNormalization(axis=channel_axis, dtype=dtype)
+        layer = self.inventory_layer(channel_axis, dtype)
         model = keras.Sequential([keras.Input(shape=tuple(shape[1:]), dtype=dtype), layer])
         roles = {v: k for k, v in self.conventions.parameter_names.items()}
-        variables = tuple(
-            Variable(w.name, roles.get(w.name, "other"), tuple(w.shape), str(w.dtype), bool(w.trainable))
-            for w in layer.weights
-        )
+        variables = []
+        for w in layer.weights:
+            name, dtype_name = self.weight_name_and_dtype(w)
+            variables.append(Variable(name, roles.get(name, "other"), tuple(w.shape), dtype_name, bool(w.trainable)))
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
         return Inventory(
-            variables=variables,
+            variables=tuple(variables),
             trainable_count=trainable,
             non_trainable_count=non_trainable,
             total_count=model.count_params(),

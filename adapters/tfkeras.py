@@ -36,7 +36,7 @@ import numpy as np
 
 from datamodel.case import Case, CaseData
 
-from .base import Capabilities, Hyper, Inventory, LayerSpec, Variable
+from .base import Capabilities, Hyper, LayerSpec
 from .keras import KerasAdapter
 from .snippets import KERAS_LAYER_PROTOCOL, data_block, footer, header
 
@@ -139,28 +139,12 @@ class TfKerasAdapter(KerasAdapter):
 
         return tf.device("/GPU:0" if spec.device == "gpu" else "/CPU:0")
 
-    def inventory(self, shape: tuple[int, ...], channel_axis: int, dtype: str = "float32") -> Inventory:
-        keras = _tf_keras()
-        layer = keras.layers.BatchNormalization(axis=channel_axis, dtype=dtype, **VARIANT_ARGUMENTS[self.variant])
-        model = keras.Sequential([keras.Input(shape=tuple(shape[1:]), dtype=dtype), layer])
-        roles = {v: k for k, v in self.conventions.parameter_names.items()}
-        variables = []
-        for w in layer.weights:  # names like "batch_normalization/gamma:0"
-            short = w.name.rsplit("/", 1)[-1].split(":")[0]
-            variables.append(Variable(short, roles.get(short, "other"), tuple(w.shape), w.dtype.name, bool(w.trainable)))
-        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-        return Inventory(
-            variables=tuple(variables),
-            trainable_count=trainable,
-            non_trainable_count=non_trainable,
-            total_count=model.count_params(),
-            reported={
-                "layer.count_params()": layer.count_params(),
-                "sum of model.trainable_weights sizes (summary's 'Trainable params')": trainable,
-                "sum of model.non_trainable_weights sizes (summary's 'Non-trainable params')": non_trainable,
-            },
-        )
+    def inventory_layer(self, channel_axis: int, dtype: str):
+        return _tf_keras().layers.BatchNormalization(axis=channel_axis, dtype=dtype, **VARIANT_ARGUMENTS[self.variant])
+
+    @staticmethod
+    def weight_name_and_dtype(weight) -> tuple[str, str]:
+        return weight.name.rsplit("/", 1)[-1].split(":")[0], weight.dtype.name  # names like "batch_normalization/gamma:0"
 
     def load_state(self, layer, data: CaseData, spec: LayerSpec):
         import tensorflow as tf

@@ -59,8 +59,7 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
     if "training" not in adapter.capabilities.phases:  # the engine trains otherwise (tf-keras' renorm, say)
         training = f"not the canonical formula: {adapter.capabilities.phase_note or 'the engine does not train'}"
     scale_shapes = {tuple(v.shape) for v in inventory.variables if v.role in ("scale", "offset")}
-    parameter_shape = ", ".join(map(str, next(iter(scale_shapes)))) if len(scale_shapes) == 1 else str(channels)
-    parameter_shape += "," if parameter_shape.isdigit() else ""
+    parameter_shape = list(scale_shapes.pop()) if len(scale_shapes) == 1 else [channels]
     per_channel = " × ".join(f"{shape[a]}" for a in reduced[1:])
     values_per_channel = f"N{' × ' + per_channel if per_channel else ''} values per channel (N = batch size)"
     return {
@@ -74,7 +73,7 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
         "formulas": {
             "training": training,
             "inference": f"y = γ·(x − running_mean)/{eps_term.replace('σ²', 'running_var')} + β",
-            "parameters": f"γ, β have shape ({parameter_shape}): one per channel along axis {axis}",
+            "parameters": f"γ, β have shape {_shape_text(parameter_shape)}: one per channel along axis {axis}",
             "eps": f"ε = {declared.eps_default:g} (default), placed {ref.eps_placement} the square root",
             "variance": (
                 "σ²_B = mean((x − μ_B)²) (two passes)"
@@ -138,8 +137,7 @@ def render_text(info: dict[str, Any]) -> str:
     ]
     headers = ("variable", "role", "shape", "dtype", "trainable")
     rows = [
-        (p["name"], p["role"], "(" + ", ".join(map(str, p["shape"])) + ("," if len(p["shape"]) == 1 else "") + ")",
-         p["dtype"], "yes" if p["trainable"] else "no")
+        (p["name"], p["role"], _shape_text(p["shape"]), p["dtype"], "yes" if p["trainable"] else "no")
         for p in info["parameters"]
     ]  # fmt: skip
     lines.extend(text_table(headers, rows))
