@@ -13,6 +13,8 @@ case, so a run does not build a new module per example.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import types
 from typing import ClassVar
 
 import numpy as np
@@ -30,6 +32,27 @@ def _torch():
     return torch
 
 
+def _call_module(layer, x):
+    return layer(x)
+
+
+def _forward_of_its_own():
+    """A function calling a module, with a code object no other compiled module shares.
+
+    Dynamo keeps what it compiled on the code object of the frame it compiles, guarded by what
+    the graph read.  ``torch.compile(module)`` compiles code every module shares, so the graphs
+    one case ran depended on what earlier cases of other modules (or another adapter in the
+    same process, such as the execution property's twin) had compiled.  A fresh code object per
+    module gives each its own cache; inductor's own cache of generated kernels is still shared,
+    so an identical graph is not generated twice.
+    """
+    code = _call_module.__code__.replace(co_name=f"_call_module_{next(_FORWARD_NUMBERS)}")
+    return types.FunctionType(code, _call_module.__globals__, code.co_name)
+
+
+_FORWARD_NUMBERS = itertools.count()
+
+
 class TorchAdapter(Adapter):
     name = "torch"
     variants: ClassVar[dict[str, str]] = {
@@ -38,11 +61,15 @@ class TorchAdapter(Adapter):
         "no_cudnn": "cuDNN disabled (torch.backends.cudnn.flags(enabled=False)); CUDA only differs",
         "compile": "torch.compile (inductor) of the module, dynamic shapes; compared with eager PyTorch",
     }
-    #: None: dynamo's graph cache is process-wide, so a torch:compile twin run inside the eager
-    #: engine's suite changes which graphs the torch:compile checks after it reuse (the inf
-    #: running-mean finding, torch-compile-inf-mean-is-nan, came and went with that order).
-    #: torch:compile runs its own whole suite in every run instead.
-    execution_modes: ClassVar[tuple[str, ...]] = ()
+    slow_variants: ClassVar[dict[str, str]] = {
+        "compile": "inductor compiles every configuration, and again for each new ε or momentum (dynamo guards on "
+                   "them): about 50 s of a ci run on one core with a cold kernel cache; the execution property "
+                   "still compares it with eager PyTorch in a quick run",
+    }  # fmt: skip
+    #: Each compiled module has a dynamo cache of its own (``_forward_of_its_own``), so the
+    #: execution property's torch:compile twin and torch:compile's own suite, which share a
+    #: process, do not change each other's graphs.
+    execution_modes: ClassVar[tuple[str, ...]] = ("compile",)
 
     def __init__(self, variant: str = "") -> None:
         super().__init__(variant)
@@ -133,8 +160,8 @@ class TorchAdapter(Adapter):
             # recompiles, so the limit must not silently send later cases back to eager mode
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1_000_000)
             torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 1_000_000)
-            compiled = self._compiled[id(layer)] = torch.compile(layer, dynamic=True)
-        return compiled(x)
+            compiled = self._compiled[id(layer)] = torch.compile(_forward_of_its_own(), dynamic=True)
+        return compiled(layer, x)
 
     def forward(self, layer, state, x, *, training: bool, hyper: Hyper):
         layer.eps, layer.momentum = hyper.eps, hyper.momentum  # momentum None: a cumulative average

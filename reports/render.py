@@ -23,6 +23,7 @@ from datamodel.runinfo import environment
 
 from . import plots
 from .accuracy import accuracy_table, grade_text
+from .execution import execution_side_by_side
 from .headline import conventions_side_by_side, engine_property_grid, finding_sentences, parameter_counts
 from .summarize import (
     conventions_table,
@@ -111,6 +112,22 @@ def text_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _execution_markdown(tables: list[dict[str, Any]]) -> list[str]:
+    """The eager-and-compiled tables (``reports.execution``) as Markdown, one per engine."""
+    if not tables:
+        return []
+    lines = ["", "## Eager and compiled side by side", "",
+             "Worst ratio of error to allowed error per quantity (below 1 passes); \"vs\": mode against engine on the same case."]  # fmt: skip
+    for table in tables:
+        engine, modes = table["engine"], table["modes"]
+        header = [f"{engine}: quantity", engine] + [name for mode in modes for name in (mode, f"{mode} vs {engine}")]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in table["rows"]:
+            cells = [row["cells"][engine]] + [cell for mode in modes for cell in (row["cells"][mode], row["between"][mode])]
+            lines.append(f"| {row['quantity']} | " + " | ".join(cell["text"] if cell else "-" for cell in cells) + " |")
+    return lines
+
+
 def markdown_summary(summary: dict[str, Any]) -> str:
     t = summary["totals"]
     lines = ["# Batch-norm conformance", ""]
@@ -132,6 +149,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
                   "error in the same dtype, on the same data):", ""]  # fmt: skip
         lines += [f"- {c['engine']} on {c['data_class']} data: median {grade_text(c['median'])}, worst "
                   f"{grade_text(c['worst'])} ({c['checks']} checks)" for c in less_accurate]  # fmt: skip
+    lines += _execution_markdown(summary["execution_side_by_side"])
     if status["new_findings"]:
         lines += ["", "## Unexpected findings", ""]
         lines += [f"- {f['framework']} {f['property']} {f['quantity']}: {f['message'][:300]} (`{f['replay']}`)" for f in status["new_findings"][:50]]
@@ -172,6 +190,7 @@ def render_report(
         "accuracy": accuracy_table(results),
         "findings_in_brief": finding_sentences(results),
         "engine_property_grid": engine_property_grid(results),
+        "execution_side_by_side": execution_side_by_side(results),
         "runs": runs or [],
         "environments": [e.model_dump() for e in environments],
         "framework_versions": [f.model_dump() for f in frameworks],

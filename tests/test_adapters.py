@@ -118,6 +118,20 @@ def test_torch_no_running_stats_has_no_running_quantities():
     assert all(c.verdict == "pass" for c in check_case(adapter, case).comparisons)
 
 
+def test_each_compiled_torch_module_has_a_dynamo_cache_of_its_own():
+    """Dynamo caches graphs on a code object: each module compiles its own, so what one adapter
+    (the execution property's twin, say) compiled never decides the graphs another one runs."""
+    from adapters.torch import _forward_of_its_own
+
+    assert _forward_of_its_own().__code__ is not _forward_of_its_own().__code__
+    compiled, other = adapter_or_skip("torch:compile"), adapter_or_skip("torch:compile")
+    case = Case(shape=(4, 3, 2), channel_axis=1, dtype="float32", x=Generator(seed=3), eps=1e-3, decay=0.9)
+    for adapter in (compiled, other):
+        assert all(c.verdict == "pass" for c in check_case(adapter, case).comparisons)
+    (first,), (second,) = compiled._compiled.values(), other._compiled.values()
+    assert first._torchdynamo_orig_callable.__code__ is not second._torchdynamo_orig_callable.__code__
+
+
 def test_unsupported_cases_name_the_reason():
     adapter = adapter_or_skip("torch")
     channels_last = Case(shape=(2, 4, 4, 3), channel_axis=-1, dtype="float32", x=Generator())
