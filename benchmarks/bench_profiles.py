@@ -1,6 +1,6 @@
 """Benchmark: checks per second of a profile, per engine, on one core and on every core.
 
-Run: ``.venv/bin/python benchmarks/bench_profiles.py [--profile ci] [--frameworks a,b] [--cores 1,2]``.
+Run: ``.venv/bin/python benchmarks/bench_profiles.py [--profile ci] [--frameworks a,b] [--cores 1,2] [--plot F.png]``.
 
 Each engine runs ``bnconf run --profile P --frameworks ENGINE`` in a fresh output directory,
 pinned with ``taskset`` to the first N cores for each N of ``--cores``; the checks are the
@@ -42,12 +42,43 @@ def run(engine: str, profile: str, cores: int) -> dict:
             "exit_code": done.returncode}  # fmt: skip
 
 
+def plot(rows: list[dict], profile: str, path: Path) -> bool:
+    """Checks per second per engine, one bar per core count (PNG)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return False
+    measured = [r for r in rows if "error" not in r]
+    engines = list(dict.fromkeys(r["engine"] for r in measured))
+    cores = sorted({r["cores"] for r in measured})
+    figure, axes = plt.subplots(figsize=(max(6, len(engines) * 0.9), 4.2))
+    width = 0.8 / max(len(cores), 1)
+    for i, count in enumerate(cores):
+        values = {r["engine"]: r["per_second"] for r in measured if r["cores"] == count}
+        axes.bar([e + i * width for e in range(len(engines))], [values.get(name, 0) for name in engines], width,
+                 label=f"{count} core{'s' if count > 1 else ''}")  # fmt: skip
+    axes.set_xticks([e + width * (len(cores) - 1) / 2 for e in range(len(engines))], engines, rotation=30, ha="right")
+    axes.set_ylabel("checks per second (whole run, imports and compiles included)")
+    axes.set_title(f"'{profile}' profile: checks per second per engine")
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci")
     parser.add_argument("--frameworks", default="torch,keras,keras-jax,keras-torch,tf-keras,flax,nnx")
     parser.add_argument("--cores", default="1,2")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="also draw checks per second per engine and core count (PNG)")
     args = parser.parse_args()
     rows = []
     print(f"profile {args.profile}: {'engine':<12} {'cores':>5} {'seconds':>8} {'checks':>7} {'checks/s':>9}")
@@ -61,6 +92,8 @@ def main() -> int:
                 print(f"{'':>{len('profile ' + args.profile) + 1}}{engine:<12} {cores:>5} {row['seconds']:>8.1f} {row['checks']:>7} {row['per_second']:>9.1f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+    if args.plot:
+        plot(rows, args.profile, args.plot)
     return 0
 
 
