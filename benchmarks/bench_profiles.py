@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import plotting
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,13 +48,8 @@ def run(engine: str, profile: str, cores: int) -> dict:
 
 def plot(rows: list[dict], profile: str, path: Path) -> bool:
     """Checks per second per engine, one bar per core count (PNG)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    plt = plotting.pyplot()
+    if plt is None:
         return False
     measured = [r for r in rows if "error" not in r]
     engines = list(dict.fromkeys(r["engine"] for r in measured))
@@ -67,10 +64,7 @@ def plot(rows: list[dict], profile: str, path: Path) -> bool:
     axes.set_ylabel("checks per second, whole run")
     axes.set_title(f"'{profile}' profile: checks per second per engine")
     axes.grid(True, axis="y", alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    plotting.save(figure, axes, path)
     return True
 
 

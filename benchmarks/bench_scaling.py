@@ -22,6 +22,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import plotting
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,13 +82,8 @@ def measure(elements: int, repeat: int) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    plt = plotting.pyplot()
+    if plt is None:
         return False
     sizes = [r["elements"] for r in rows]
     figure, axes = plt.subplots(figsize=(7, 4.2))
@@ -98,10 +94,7 @@ def plot(rows: list[dict], path: Path) -> bool:
     axes.set_ylabel("seconds (best of the repeats)")
     axes.set_title("Reference and tolerance model against plain NumPy")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    plotting.save(figure, axes, path)
     return True
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from datamodel.records import CheckRecord, ResultRecord
 from datamodel.verdicts import PASS, UNSUPPORTED
 
+from .headline import number_text
+
 #: The property whose records relate a mode to its engine.
 EXECUTION = "execution"
 TWIN_SUFFIX = "@twin"
@@ -44,20 +46,13 @@ def _cell(records: list[ResultRecord]) -> dict[str, Any] | None:
     known = sum(1 for r in findings if r.known)
     unexpected = len(findings) - known
     ledger = sorted({r.known for r in findings if r.known})
-    words = [_ratio_text(worst)] + [f"{known} known"] * bool(known) + [f"{unexpected} unexpected"] * bool(unexpected)
+    words = [number_text(worst)] + [f"{known} known"] * bool(known) + [f"{unexpected} unexpected"] * bool(unexpected)
     return {
         "checks": len(records), "worst_ratio": worst, "known": known, "unexpected": unexpected, "ledger": ledger,
         "text": " · ".join(words),
         "level": "unexpected" if unexpected else ("known-cell" if known else "pass"),
         "title": f"{len(records)} checks" + (f"; ledger: {', '.join(ledger)}" if ledger else ""),
     }  # fmt: skip
-
-
-def _ratio_text(ratio: float | None) -> str:
-    """A worst ratio for a cell: three digits, ∞, or a dash when no check measured one (errors only)."""
-    if ratio is None or ratio != ratio:
-        return "-"
-    return "∞" if ratio == float("inf") else f"{ratio:.3g}"
 
 
 def execution_side_by_side(results: list[CheckRecord]) -> list[dict[str, Any]]:

@@ -32,7 +32,8 @@ CONVENTION_ROWS = (
 )
 
 
-def _number(value: float | None) -> str:
+def number_text(value: float | None) -> str:
+    """A number for a sentence or a table cell: three digits, ∞, or a dash for none or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return "∞" if value == math.inf else f"{value:.3g}"
@@ -49,7 +50,7 @@ def _data(record: CheckRecord) -> str:
         if conditioning.data_class:
             words.append(f"{conditioning.data_class} data")
         if conditioning.offset_ratio and conditioning.offset_ratio >= 10:
-            words.append(f"|mean|/std up to {_number(conditioning.offset_ratio)}")
+            words.append(f"|mean|/std up to {number_text(conditioning.offset_ratio)}")
     return ", ".join(words)
 
 
@@ -72,7 +73,7 @@ def finding_sentences(results: list[CheckRecord]) -> list[dict[str, Any]]:
         if errors and not numeric:
             change = f"raises on {', '.join(quantities[:4])}{' …' if len(quantities) > 4 else ''} ({errors[0].message.splitlines()[0][:120]})"
         else:
-            how_far = f"worst {_number(worst.ratio)}× the allowed error" if numeric else "an exact mismatch"
+            how_far = f"worst {number_text(worst.ratio)}× the allowed error" if numeric else "an exact mismatch"
             change = f"differs on {', '.join(quantities[:4])}{' …' if len(quantities) > 4 else ''} ({how_far})"
         where = "unexpected: not in the ledger" if unexpected else f"known: ledger entry {what}"
         sentences.append({
