@@ -6,6 +6,10 @@
 
 ``max_elements`` bounds the elements of one batch in generated cases (one limit for all
 strategies); the nightly profile raises it, and ``BNCONF_MAX_ELEMENTS`` overrides it.
+``pooled`` says whether a profile takes each case's compile configuration (layout, dtype,
+affine, ε, decay) from the fixed pool of ``configurations.configuration_pool`` (``dev`` and
+``ci``: a compiling engine compiles a few configurations, not one per example) or draws it
+freely (``nightly``: it explores).
 
 Importing this module registers nothing and imports nothing but the standard library:
 the pytest plugin is loaded in every pytest run of an environment where bn-conformance is
@@ -42,6 +46,11 @@ def max_elements(profile: str | None = None) -> int:
     if "BNCONF_MAX_ELEMENTS" in os.environ:
         return int(os.environ["BNCONF_MAX_ELEMENTS"])
     return 20_000 if profile == "nightly" else 4_096
+
+
+def pooled(profile: str | None = None) -> bool:
+    """Whether ``profile`` draws compile configurations from the fixed pool (every profile but ``nightly``)."""
+    return profile != "nightly"
 
 
 def load(profile: str) -> None:

@@ -26,6 +26,12 @@ Examples shrink toward rank 2, few channels, small batches, float32, the framewo
 defaults and well-conditioned data.  Draws are labelled, so a failing example prints as
 readable steps.  Shape and channel axis are drawn once and shared (``st.shared``) by the
 strategies of the per-channel vectors.
+
+With ``pooled=True`` (the ``dev`` and ``ci`` profiles, see ``profiles.pooled``) the shape,
+channel axis, dtype, affine, ε and decay come together from the small fixed pool of
+``configurations.configuration_pool`` instead, so a compiling engine compiles a handful of
+programs rather than one per example; everything else is drawn as above.  ``nightly`` draws
+all of it freely.
 """
 
 from __future__ import annotations
@@ -41,11 +47,12 @@ from adapters.base import Capabilities
 from datamodel.case import CUMULATIVE, Case, Generator
 from reference.dtypes import numpy_dtype
 
+from .configurations import DTYPE_ORDER, Configuration, Layout, configuration_pool
+
 #: Data conditioning classes, from easy to hard; each sets per-channel location and scale.
 #: The last three reach the edges of the dtype's range (see the module docstring).
 CONDITIONINGS = ("well", "offset", "tiny_spread", "huge_spread", "constant_channels", "heavy_tails", "outliers",
                  "near_underflow", "near_overflow", "overflowing_sum")  # fmt: skip
-DTYPE_ORDER = ("float32", "float64", "float16", "bfloat16")
 #: float16 cannot hold a variance beyond 65504: spreads stay below this there.
 _MAX_SCALE = {"float16": 100.0}
 #: The model's worst-case factor on a mean's error (its SAFETY): the range classes keep the
@@ -89,16 +96,6 @@ def range_limits(dtype: str, count: int) -> RangeLimits:
                     spread / (count * acc_u * _MEAN_ERROR_FACTOR))  # fmt: skip
     return RangeLimits(largest=largest, smallest_normal=float(info.smallest_normal), spread=float(spread),
                        magnitude=float(magnitude), wider_accumulator=acc_largest >= 16.0 * count * largest)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Layout:
-    shape: tuple[int, ...]
-    channel_axis: int
-
-    @property
-    def channels(self) -> int:
-        return self.shape[self.channel_axis]
 
 
 @cache
@@ -267,32 +264,47 @@ def cases(
     conditionings: tuple[str, ...] = CONDITIONINGS,
     max_steps: int = 4,
     min_per_channel: int = 2,
+    pooled: bool = False,
 ) -> Case:
-    """A whole case the adapter can run (see the module docstring for what varies)."""
+    """A whole case the adapter can run (see the module docstring for what varies).
+
+    ``pooled``: take the layout, dtype, affine, ε and decay from ``configuration_pool`` (the
+    ``ci`` and ``dev`` profiles) instead of drawing each freely (``nightly``).
+    """
     allowed_dtypes = [d for d in (dtypes or DTYPE_ORDER) if d in capabilities.dtypes]
     if not allowed_dtypes:
         raise ValueError(f"none of the dtypes {dtypes} is supported (supported: {sorted(capabilities.dtypes)})")
     # One layout per example, shared (st.shared) by every per-channel draw below.
-    shared_layout = st.shared(
-        layouts(capabilities=capabilities, max_elements=max_elements, min_per_channel=min_per_channel), key="bnconf-layout"
-    )
-    layout = draw(shared_layout, label="layout")
+    if pooled:
+        pool = configuration_pool(capabilities, max_elements=max_elements, min_per_channel=min_per_channel,
+                                  dtypes=tuple(allowed_dtypes))  # fmt: skip
+        shared = st.shared(st.sampled_from(pool), key="bnconf-configuration")
+        configuration: Configuration | None = draw(shared, label="configuration")
+        layout = configuration.layout
+    else:
+        shared = st.shared(
+            layouts(capabilities=capabilities, max_elements=max_elements, min_per_channel=min_per_channel), key="bnconf-layout"
+        )
+        configuration, layout = None, draw(shared, label="layout")
 
     def per_channel(low: float, high: float) -> st.SearchStrategy[np.ndarray]:
-        return shared_layout.flatmap(lambda shared: vectors(shared.channels, low, high))
+        return shared.flatmap(lambda drawn: vectors((drawn.layout if pooled else drawn).channels, low, high))
 
-    dtype = draw(st.sampled_from(allowed_dtypes), label="dtype")
+    dtype = configuration.dtype if configuration else draw(st.sampled_from(allowed_dtypes), label="dtype")
     conditioning = draw(st.sampled_from(conditionings), label="conditioning")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     count = int(np.prod(layout.shape, dtype=np.int64)) // layout.channels
-    affine = draw(st.booleans(), label="affine") if capabilities.affine_off else True
+    if configuration:
+        affine = configuration.affine
+    else:
+        affine = draw(st.booleans(), label="affine") if capabilities.affine_off else True
     return Case(
         shape=layout.shape,
         channel_axis=layout.channel_axis,
         dtype=dtype,
         x=draw(generators(channels=layout.channels, dtype=dtype, conditioning=conditioning, seed=seed, count=count), label="x"),
-        eps=draw(epsilons(), label="eps"),
-        decay=draw(decays(cumulative=capabilities.cumulative), label="decay"),
+        eps=configuration.eps if configuration else draw(epsilons(), label="eps"),
+        decay=configuration.decay if configuration else draw(decays(cumulative=capabilities.cumulative), label="decay"),
         affine=affine,
         training_steps=draw(st.integers(1, max_steps), label="training_steps"),
         gamma=draw(per_channel(-3.0, 3.0), label="gamma") if affine else None,

@@ -229,6 +229,12 @@ def max_elements(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.fixture(scope="session")
+def pooled_configurations(request: pytest.FixtureRequest) -> bool:
+    """Whether the active profile takes compile configurations from the fixed pool (see ``profiles.pooled``)."""
+    return profiles.pooled(_profile(request.config))
+
+
+@pytest.fixture(scope="session")
 def conformance(request: pytest.FixtureRequest):
     """The session that runs checks and writes records (see ``conformance.plugin.session``)."""
     return request.config.stash[_SESSION_KEY]

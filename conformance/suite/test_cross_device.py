@@ -19,12 +19,13 @@ from conformance.judging.tolerance import largest_finite
 
 
 @given(data=st.data())
-def test_cpu_and_gpu_agree(conformance, adapter, bnconf_device, max_elements, data):
+def test_cpu_and_gpu_agree(conformance, adapter, bnconf_device, max_elements, pooled_configurations, data):
     if bnconf_device != "gpu":
         pytest.skip("the CPU/GPU comparison runs with the GPU parametrization (--bnconf-device gpu or all)")
     if "cpu" not in adapter.available_devices():
         pytest.skip(f"{adapter.label}: no CPU device to compare with")
-    gpu_case = data.draw(cases(capabilities=adapter.capabilities, device="gpu", max_elements=max_elements), label="case")
+    gpu_case = data.draw(cases(capabilities=adapter.capabilities, device="gpu", max_elements=max_elements,
+                               pooled=pooled_configurations), label="case")  # fmt: skip
     cpu_case = gpu_case.with_(device="cpu")
     data_arrays = gpu_case.materialize()
     settings = adapter.settings(gpu_case)

@@ -21,13 +21,13 @@ from .twins import check_twins, twin_adapter
 
 
 @given(data=st.data())
-def test_execution_modes(conformance, adapter, bnconf_device, max_elements, data):
+def test_execution_modes(conformance, adapter, bnconf_device, max_elements, pooled_configurations, data):
     modes = adapter.execution_twins
     if not modes:
         pytest.skip(f"{adapter.label} declares no other execution mode")
     twin = twin_adapter(f"{adapter.name}:{data.draw(st.sampled_from(modes), label='mode')}")
-    case = data.draw(cases(capabilities=adapter.capabilities, device=bnconf_device, max_elements=max_elements, max_steps=2),
-                     label="case")  # fmt: skip
+    case = data.draw(cases(capabilities=adapter.capabilities, device=bnconf_device, max_elements=max_elements,
+                           pooled=pooled_configurations, max_steps=2), label="case")  # fmt: skip
     assume(twin.unsupported_reason(case) is None)
     case_data = case.materialize()
     check_twins(conformance, "execution", (adapter, case, case_data), (twin, case, case_data), blame_second=True)

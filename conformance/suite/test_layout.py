@@ -40,14 +40,15 @@ def _moved(case: Case, data: CaseData, target: int) -> tuple[Case, CaseData]:
 
 
 @given(data=st.data())
-def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, data):
+def test_layout_consistency(conformance, adapter, bnconf_device, max_elements, pooled_configurations, data):
     twins = adapter.capabilities.memory_format_twins
     if not adapter.capabilities.any_channel_axis and not twins:
         pytest.skip(f"{adapter.label} has one layout only")
     twin_spec = f"{adapter.name}:{data.draw(st.sampled_from(twins), label='twin')}" if twins else None
     twin = twin_adapter(twin_spec) if twin_spec else adapter
     capabilities = twin.capabilities if twin_spec else adapter.capabilities
-    case = data.draw(cases(capabilities=capabilities, device=bnconf_device, max_elements=max_elements, max_steps=2), label="case")
+    case = data.draw(cases(capabilities=capabilities, device=bnconf_device, max_elements=max_elements,
+                           pooled=pooled_configurations, max_steps=2), label="case")  # fmt: skip
     first_data = case.materialize()
     target = case.layout.axis
     if twin_spec is None:
