@@ -14,6 +14,8 @@ from datamodel.records import Conditioning
 
 #: Quantities indexed (step, channel) or (channel,) rather than like the input.
 _PER_CHANNEL_INDEX = {"running_mean": 1, "running_var": 1, "dgamma": 0, "dbeta": 0}
+#: Quantities with one entry per training step first: their worst element names its batch.
+_STEPPED = ("y_train", "running_mean", "running_var")
 
 
 def conditioning(case: Case, data: CaseData) -> Conditioning:
@@ -48,7 +50,10 @@ def conditioning(case: Case, data: CaseData) -> Conditioning:
 def worst_channel_offset(case: Case, data: CaseData, quantity: str, worst_index: tuple[int, ...] | None) -> float | None:
     """|mean|/std of the channel that holds a comparison's worst element (∞ for a constant one).
 
-    ``quantity`` may carry a suffix (``dx@twin``); only the part before ``@`` names the layout.
+    The channel is measured in the batch the worst element came from: the training step's
+    batch for the quantities stacked by step (y_train, the running statistics), the first
+    batch otherwise (inference and the gradients see one batch).  ``quantity`` may carry a
+    suffix (``dx@twin``); only the part before ``@`` names the layout.
     """
     if worst_index is None:
         return None
@@ -59,7 +64,10 @@ def worst_channel_offset(case: Case, data: CaseData, quantity: str, worst_index:
     if position >= len(worst_index):
         return None
     channel = worst_index[position]
-    x = np.moveaxis(data.batches[0], case.layout.axis, 0)[channel]
+    step = worst_index[0] if name in _STEPPED and len(worst_index) > 1 else 0
+    if not 0 <= step < len(data.batches):
+        return None
+    x = np.moveaxis(data.batches[step], case.layout.axis, 0)[channel]
     with np.errstate(all="ignore"):
         mean, std = float(np.mean(x)), float(np.std(x))
     if std > 0:
