@@ -41,6 +41,18 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a ``bnconf`` started as a terminal would start it: SIGINT at its default.
+
+    A command a non-interactive shell runs in the background (``make test &``, ``nohup``)
+    inherits SIGINT ignored, and an ignored signal stays ignored across exec, so Python
+    installs no KeyboardInterrupt handler and the SIGINT these tests send, standing in for
+    Ctrl-C, would do nothing.  That is the shell's rule for background jobs, not a fault of
+    ``bnconf``; the tests restore the disposition a terminal's foreground job has.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("interrupted")
@@ -49,7 +61,8 @@ def interrupted(tmp_path_factory):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # fmt: skip
     command = [sys.executable, "-m", "conformance.orchestration.cli", "run", "--frameworks", "hanging-fake",
                "--profile", "dev", "--out", str(out), "--case-timeout", "300"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent,
+                               preexec_fn=as_from_a_terminal)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (records.exists() and b'"kind": "probe"' in records.read_bytes()):
@@ -60,9 +73,12 @@ def interrupted(tmp_path_factory):
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # it did not stop: kill it, and its suite process, which it would have stopped
             process.kill()
             process.communicate()
+            for pid in _processes_mentioning(str(records)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     return process.returncode, stdout, stderr, out, records
 
 
