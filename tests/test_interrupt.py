@@ -41,16 +41,19 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def as_from_a_terminal() -> None:
-    """``preexec_fn`` for a ``bnconf`` started as a terminal would start it: SIGINT at its default.
+def as_from_a_terminal(command: list[str]) -> list[str]:
+    """``command`` (a Python one) started as a terminal would start it: SIGINT at its default.
 
     A command a non-interactive shell runs in the background (``make test &``, ``nohup``)
     inherits SIGINT ignored, and an ignored signal stays ignored across exec, so Python
     installs no KeyboardInterrupt handler and the SIGINT these tests send, standing in for
     Ctrl-C, would do nothing.  That is the shell's rule for background jobs, not a fault of
-    ``bnconf``; the tests restore the disposition a terminal's foreground job has.
+    ``bnconf``; the tests restore the disposition a terminal's foreground job has, in a
+    small Python that then execs ``command`` in place (same process id).  Not ``preexec_fn``:
+    it runs Python in a forked copy of a process that may hold JAX's threads.
     """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    restore = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", restore, *command]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +64,8 @@ def interrupted(tmp_path_factory):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # fmt: skip
     command = [sys.executable, "-m", "conformance.orchestration.cli", "run", "--frameworks", "hanging-fake",
                "--profile", "dev", "--out", str(out), "--case-timeout", "300"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent,
-                               preexec_fn=as_from_a_terminal)  # fmt: skip
+    process = subprocess.Popen(as_from_a_terminal(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=HERE.parent)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (records.exists() and b'"kind": "probe"' in records.read_bytes()):

@@ -37,8 +37,8 @@ def test_ctrl_c_stops_every_running_cell(tmp_path):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}  # fmt: skip
     command = [sys.executable, "-m", "conformance.orchestration.cli", "matrix", "--matrix-file", str(matrix), "--jobs", "2",
                "--profile", "dev", "--out", str(out), "--case-timeout", "300"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent,
-                               preexec_fn=as_from_a_terminal)  # fmt: skip
+    process = subprocess.Popen(as_from_a_terminal(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=HERE.parent)  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while not all(path.exists() and b'"kind": "probe"' in path.read_bytes() for path in records):
