@@ -41,6 +41,13 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def kill_processes_mentioning(text: str) -> None:
+    """SIGKILL every live process whose command line contains ``text`` (a failed test's leftovers)."""
+    for pid in _processes_mentioning(text):
+        with contextlib.suppress(ProcessLookupError):  # it ended while we looked
+            os.kill(pid, signal.SIGKILL)
+
+
 def as_from_a_terminal(command: list[str]) -> list[str]:
     """``command`` (a Python one) started as a terminal would start it: SIGINT at its default.
 
@@ -79,9 +86,7 @@ def interrupted(tmp_path_factory):
         if process.poll() is None:  # it did not stop: kill it, and its suite process, which it would have stopped
             process.kill()
             process.communicate()
-            for pid in _processes_mentioning(str(records)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_processes_mentioning(str(records))
     return process.returncode, stdout, stderr, out, records
 
 

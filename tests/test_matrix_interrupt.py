@@ -10,7 +10,6 @@ says it is partial.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_interrupt import _processes_mentioning, as_from_a_terminal
+from test_interrupt import _processes_mentioning, as_from_a_terminal, kill_processes_mentioning
 
 HERE = Path(__file__).parent
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -55,9 +54,7 @@ def test_ctrl_c_stops_every_running_cell(tmp_path):
             process.kill()
             process.communicate()
         for path in records:  # on a failure: no cell process may outlive the test
-            for pid in _processes_mentioning(str(path)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            kill_processes_mentioning(str(path))
     assert process.returncode == 130, stdout + stderr
     assert seconds < 30, f"bnconf matrix took {seconds:.0f} s to stop after Ctrl-C"
     assert "Traceback" not in stderr

@@ -15,7 +15,8 @@ from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Capabilities
-from conformance.generation.strategies import CONDITIONINGS, DTYPE_ORDER, cases, layouts, range_limits
+from conformance.generation.configurations import DTYPE_ORDER
+from conformance.generation.strategies import CONDITIONINGS, cases, layouts, range_limits
 from datamodel.case import CUMULATIVE, Case, Generator
 from reference.dtypes import numpy_dtype
 

@@ -109,6 +109,14 @@ def _layouts(capabilities: Capabilities, max_elements: int, min_per_channel: int
     return found
 
 
+def supported_dtypes(capabilities: Capabilities, dtypes: tuple[str, ...] | None = None) -> list[str]:
+    """``dtypes`` (default: all, in ``DTYPE_ORDER``) that ``capabilities`` supports; an error if none is."""
+    allowed = [d for d in (dtypes or DTYPE_ORDER) if d in capabilities.dtypes]
+    if not allowed:
+        raise ValueError(f"none of the dtypes {dtypes} is supported (supported: {sorted(capabilities.dtypes)})")
+    return allowed
+
+
 @cache
 def configuration_pool(capabilities: Capabilities, *, max_elements: int, min_per_channel: int = 2,
                        dtypes: tuple[str, ...] | None = None) -> tuple[Configuration, ...]:  # fmt: skip
@@ -116,9 +124,7 @@ def configuration_pool(capabilities: Capabilities, *, max_elements: int, min_per
     if min_per_channel < 1 or max_elements < min_per_channel:
         raise ValueError(f"need 1 ≤ min_per_channel ≤ max_elements, got min_per_channel {min_per_channel!r}, "
                          f"max_elements {max_elements!r}")  # fmt: skip
-    allowed = [d for d in (dtypes or DTYPE_ORDER) if d in capabilities.dtypes]
-    if not allowed:
-        raise ValueError(f"none of the dtypes {dtypes} is supported (supported: {sorted(capabilities.dtypes)})")
+    allowed = supported_dtypes(capabilities, dtypes)
     layouts = _layouts(capabilities, max_elements, min_per_channel)
     if not layouts:
         raise ValueError(f"no rank to draw: the capabilities list ranks {sorted(capabilities.ranks)}")

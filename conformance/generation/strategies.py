@@ -47,7 +47,7 @@ from adapters.base import Capabilities
 from datamodel.case import CUMULATIVE, Case, Generator
 from reference.dtypes import numpy_dtype
 
-from .configurations import DTYPE_ORDER, Configuration, Layout, configuration_pool
+from .configurations import Configuration, Layout, configuration_pool, supported_dtypes
 
 #: Data conditioning classes, from easy to hard; each sets per-channel location and scale.
 #: The last three reach the edges of the dtype's range (see the module docstring).
@@ -271,9 +271,7 @@ def cases(
     ``pooled``: take the layout, dtype, affine, ε and decay from ``configuration_pool`` (the
     ``ci`` and ``dev`` profiles) instead of drawing each freely (``nightly``).
     """
-    allowed_dtypes = [d for d in (dtypes or DTYPE_ORDER) if d in capabilities.dtypes]
-    if not allowed_dtypes:
-        raise ValueError(f"none of the dtypes {dtypes} is supported (supported: {sorted(capabilities.dtypes)})")
+    allowed_dtypes = supported_dtypes(capabilities, dtypes)
     # One layout per example, shared (st.shared) by every per-channel draw below.
     if pooled:
         pool = configuration_pool(capabilities, max_elements=max_elements, min_per_channel=min_per_channel,

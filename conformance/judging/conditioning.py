@@ -64,7 +64,7 @@ def worst_channel_offset(case: Case, data: CaseData, quantity: str, worst_index:
     if position >= len(worst_index):
         return None
     channel = worst_index[position]
-    step = worst_index[0] if name in _STEPPED and len(worst_index) > 1 else 0
+    step = worst_index[0] if name in _STEPPED else 0  # their channel position is ≥ 1, checked above
     if not 0 <= step < len(data.batches):
         return None
     x = np.moveaxis(data.batches[step], case.layout.axis, 0)[channel]
