@@ -68,6 +68,14 @@ def _compiled(axis: int, affine: bool, fast_variance: bool, dtype: str, jit: boo
     return jax.jit(evaluate), jax.jit(train_step), jax.jit(gradients)
 
 
+def statistics_dtype(dtype: str) -> str:
+    """The dtype Flax keeps running statistics in for a layer computing in ``dtype``: at least float32."""
+    import jax.numpy as jnp
+
+    _jax()
+    return str(jnp.promote_types(dtype, jnp.float32))
+
+
 class FlaxAdapter(JaxEngine):
     name = "flax"
     variants: ClassVar[dict[str, str]] = {
@@ -110,7 +118,14 @@ class FlaxAdapter(JaxEngine):
         return fields["epsilon"].default, fields["momentum"].default
 
     def load_state(self, layer, data: CaseData, spec: LayerSpec) -> dict:
-        variables = {"batch_stats": {"mean": self.tensor(data.running_mean, spec), "var": self.tensor(data.running_var, spec)}}
+        # Linen creates batch_stats in float32 and updates them in promote_types(dtype, float32)
+        # (flax.linen.normalization._compute_stats): a half-precision layer's statistics are
+        # float32 in every real model.  Loaded in float16 they would give the first training step
+        # a signature the later ones lack, and JAX would compile the step and inference twice.
+        # The values are the case's, rounded to its dtype; float32 holds them exactly.
+        held = statistics_dtype(spec.dtype)
+        variables = {"batch_stats": {"mean": self.tensor(data.running_mean, spec, held),
+                                     "var": self.tensor(data.running_var, spec, held)}}  # fmt: skip
         if spec.affine:
             variables["params"] = {"scale": self.tensor(data.gamma, spec), "bias": self.tensor(data.beta, spec)}
         return variables

@@ -161,7 +161,7 @@ class HaikuAdapter(JaxEngine):
 
     def running_statistics(self, layer, state):
         statistics = state[1]
-        return statistics[MEAN_EMA]["average"].reshape(-1), statistics[VAR_EMA]["average"].reshape(-1)
+        return np.asarray(statistics[MEAN_EMA]["average"]).reshape(-1), np.asarray(statistics[VAR_EMA]["average"]).reshape(-1)
 
     def vjp(self, layer, state, x, dy, hyper: Hyper):
         params, statistics = state
@@ -257,16 +257,17 @@ def initial_state(data: CaseData, spec: LayerSpec, tensor) -> tuple[dict, dict]:
     """``(params, state)`` for ``hk.transform_with_state``: γ and β, and each moving average as
     Haiku initializes it (counter 0, hidden 0) with ``average`` the case's starting statistic."""
     jax = _jax()
-    import jax.numpy as jnp
 
     shape = broadcast_shape(spec)
     params = {}
     if spec.affine:
-        params[MODULE] = {"scale": tensor(data.gamma, spec).reshape(shape), "offset": tensor(data.beta, spec).reshape(shape)}
+        params[MODULE] = {"scale": tensor(np.reshape(data.gamma, shape), spec), "offset": tensor(np.reshape(data.beta, shape), spec)}
 
+    # Shapes are set on the host: a reshape of a device array is a small XLA program of its own,
+    # compiled again for every new channel count.
     def ema(average: np.ndarray) -> dict:
-        hidden = tensor(np.zeros(spec.channels), spec).reshape(shape)
-        counter = jax.device_put(jnp.zeros((), jnp.int32), next(iter(hidden.devices())))
-        return {"counter": counter, "hidden": hidden, "average": tensor(average, spec).reshape(shape)}
+        hidden = tensor(np.zeros(shape), spec)
+        counter = jax.device_put(np.zeros((), np.int32), next(iter(hidden.devices())))
+        return {"counter": counter, "hidden": hidden, "average": tensor(np.reshape(average, shape), spec)}
 
     return params, {MEAN_EMA: ema(data.running_mean), VAR_EMA: ema(data.running_var)}

@@ -11,6 +11,7 @@ from functools import cache
 import numpy as np
 
 from reference import DTYPES
+from reference.dtypes import numpy_dtype, round_to
 
 from .base import Adapter, Capabilities, LayerSpec
 
@@ -39,12 +40,17 @@ class JaxEngine(Adapter):
         except RuntimeError:
             return frozenset({"cpu"})
 
-    def tensor(self, array: np.ndarray, spec: LayerSpec):
-        jax = _jax()
-        import jax.numpy as jnp
+    def tensor(self, array: np.ndarray, spec: LayerSpec, dtype: str | None = None):
+        """``array`` rounded to the case's dtype, then held in ``dtype`` (default: the case's) on the case's device.
 
+        The rounding happens on the host, in NumPy, exactly as the reference rounds its inputs:
+        converting with JAX would compile a ``convert_element_type`` program for every new
+        shape and dtype, dozens per run, none of them the batch norm under test.
+        """
+        jax = _jax()
         device = jax.devices("gpu" if spec.device == "gpu" else "cpu")[0]
-        return jax.device_put(jnp.asarray(array, dtype=jnp.float64).astype(spec.dtype), device)
+        held = np.asarray(round_to(array, spec.dtype), dtype=numpy_dtype(dtype or spec.dtype))
+        return jax.device_put(held, device)
 
     def device_info(self) -> dict[str, str]:
         jax = _jax()

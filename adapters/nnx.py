@@ -26,7 +26,7 @@ import numpy as np
 from datamodel.case import Case, CaseData
 
 from .base import FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
-from .flax import FlaxAdapter
+from .flax import FlaxAdapter, statistics_dtype
 from .jaxengine import _jax
 from .snippets import data_block, footer, header
 
@@ -116,8 +116,9 @@ class NnxAdapter(FlaxAdapter):
     def load_state(self, layer, data: CaseData, spec: LayerSpec):
         nnx = _nnx()
         module = layer if self.variant == "eager" else nnx.merge(layer[0], layer[2])  # a fresh copy of the built state
-        module.mean.set_value(self.tensor(data.running_mean, spec))
-        module.var.set_value(self.tensor(data.running_var, spec))
+        held = statistics_dtype(spec.dtype)  # as NNX creates them: float32 in a half-precision layer (see flax.py)
+        module.mean.set_value(self.tensor(data.running_mean, spec, held))
+        module.var.set_value(self.tensor(data.running_var, spec, held))
         if spec.affine:
             module.scale.set_value(self.tensor(data.gamma, spec))
             module.bias.set_value(self.tensor(data.beta, spec))

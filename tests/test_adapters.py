@@ -187,3 +187,40 @@ def test_a_framework_error_in_one_phase_leaves_the_others():
     assert {outcomes[q].error is not None for q in ("y_train", "running_mean", "running_var", "y_eval_after")} == {True}
     assert outcomes["y_eval"].error is None
     assert outcomes["dx"].error is None
+
+
+@pytest.fixture
+def xla_compilations():
+    """Counts the XLA programs JAX compiles while the test runs, by function name."""
+    jax = pytest.importorskip("jax")
+    from collections import Counter
+
+    from jax._src import dispatch
+
+    counted: Counter = Counter()
+
+    def listener(event: str, seconds: float, fun_name: str = "", **_) -> None:
+        if event == dispatch.BACKEND_COMPILE_EVENT:
+            counted[fun_name] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    yield counted
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("framework", ["flax", "nnx", "haiku", "equinox"])
+def test_a_jitted_jax_engine_compiles_each_phase_once_per_configuration(framework, dtype, xla_compilations):
+    """The compile budget: one XLA program per phase (inference, training step, gradients) for a
+    new input shape, however many training steps the case takes, and none for moving arrays
+    in or out.  Flax keeps half-precision running statistics in float32, so statistics loaded in
+    float16 once compiled the training step and inference twice."""
+    adapter = adapter_or_skip(framework)
+    axis = adapter.conventions.default_channel_axis
+    shape = (7, 3, 5) if axis == 1 else (7, 5, 3)  # a shape no other test of this process compiles
+    case = Case(shape=shape, channel_axis=axis, dtype=dtype, x=Generator(seed=4), eps=1e-3, decay=0.9, training_steps=3)
+    adapter.run(case)  # builds the layer; a first build may run its initializers as small programs
+    xla_compilations.clear()
+    adapter.run(Case(shape=(9, *shape[1:]), channel_axis=axis, dtype=dtype, x=Generator(seed=5), eps=1e-2, decay=0.5,
+                     training_steps=3))  # fmt: skip
+    assert dict(xla_compilations) == {"jit(evaluate)": 1, "jit(train_step)": 1, "jit(gradients)": 1}
