@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dtypes import round_to
-from .forward import ChannelLayout, batch_norm_train
+from .forward import ChannelLayout, TrainResult, batch_norm_train
 
 
 @dataclass(frozen=True)
@@ -51,24 +51,34 @@ def batch_norm_backward(
     still returned, as the gradients a γ of ones and β of zeros would receive).
     """
     forward = batch_norm_train(x, gamma, beta, axis=axis, eps=eps, eps_placement=eps_placement, dtype=dtype)
+    return gradients_of(forward, x, gamma, dy, axis=axis, eps_placement=eps_placement, dtype=dtype)
+
+
+def gradients_of(forward: TrainResult, x, gamma, dy, *, axis: int, eps_placement: str, dtype: str) -> Gradients:
+    """The gradients, given the training forward pass of ``x`` (``simulate`` has computed it already)."""
     x = round_to(x, dtype)
     dy = round_to(dy, dtype)
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
     layout = ChannelLayout.of(x.shape, axis)
-    axes = layout.reduced_axes
+    axes, bc = layout.reduced_axes, layout.broadcast
     n = forward.count
     gamma = np.ones(x.shape[layout.axis]) if gamma is None else round_to(gamma, dtype)
     s = forward.scale
+    # Three buffers the size of x, reused in place; the operations are the formulas', in order.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         dbeta = np.sum(dy, axis=axes)
-        dgamma = np.sum(dy * forward.x_hat, axis=axes)
-        g = dy * layout.broadcast(gamma)
-        centered = x - layout.broadcast(forward.mean)
+        product = np.multiply(dy, forward.x_hat)
+        dgamma = np.sum(product, axis=axes)
+        g = np.multiply(dy, bc(gamma))
+        centered = np.subtract(x, bc(forward.mean))
         ds_dvar = 1.0 / (2.0 * s) if eps_placement == "inside" else 1.0 / (2.0 * np.sqrt(forward.var))
         g_mean = np.mean(g, axis=axes)
-        g_dot_centered = np.sum(g * centered, axis=axes)
-        dx = (g - layout.broadcast(g_mean)) / layout.broadcast(s) - layout.broadcast(
-            2.0 * ds_dvar * g_dot_centered / (n * s * s)
-        ) * centered
+        g_dot_centered = np.sum(np.multiply(g, centered, out=product), axis=axes)
+        del product
+        # dx = (g − mean(g))/s − (2·s′·Σ g·(x − μ)/(N·s²))·(x − μ)
+        dx = np.subtract(g, bc(g_mean), out=g)
+        np.divide(dx, bc(s), out=dx)
+        np.multiply(bc(2.0 * ds_dvar * g_dot_centered / (n * s * s)), centered, out=centered)
+        np.subtract(dx, centered, out=dx)
     return Gradients(dx=dx, dgamma=dgamma, dbeta=dbeta)

@@ -104,13 +104,25 @@ def _affine(
 
 def batch_statistics(x: np.ndarray, layout: ChannelLayout) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and biased variance, computed in two passes (numerically stable)."""
+    mean, var, _ = _centered_statistics(x, layout)
+    return mean, var
+
+
+def _centered_statistics(x: np.ndarray, layout: ChannelLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean, the biased variance and x − μ, whose buffer the caller may reuse.
+
+    Arrays the size of the input are few and reused in place (``out=``): on 10⁷ elements each
+    new one costs a pass of page faults, more than the arithmetic.  The operations and their
+    order are those of the formulas, so the results are the same to the last bit.
+    """
     if layout.count(x.shape) == 0:
         raise ValueError(f"empty batch: input of shape {x.shape} has no values per channel")
     with np.errstate(invalid="ignore", over="ignore"):
         mean = np.mean(x, axis=layout.reduced_axes)
         centered = x - layout.broadcast(mean)
-        var = np.mean(centered * centered, axis=layout.reduced_axes)
-    return mean, var
+        squares = np.multiply(centered, centered)
+        var = np.mean(squares, axis=layout.reduced_axes)
+    return mean, var, centered
 
 
 def batch_norm_train(
@@ -131,11 +143,12 @@ def batch_norm_train(
     x = round_to(x, dtype)
     layout = ChannelLayout.of(x.shape, axis)
     gamma, beta = _affine(x.shape[layout.axis], gamma, beta, dtype)
-    mean, var = batch_statistics(x, layout)
+    mean, var, x_hat = _centered_statistics(x, layout)
     scale = normalizer(var, eps, eps_placement)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        x_hat = (x - layout.broadcast(mean)) / layout.broadcast(scale)
-        y = layout.broadcast(gamma) * x_hat + layout.broadcast(beta)
+        np.divide(x_hat, layout.broadcast(scale), out=x_hat)  # x̂ = (x − μ)/s
+        y = np.multiply(x_hat, layout.broadcast(gamma))
+        np.add(y, layout.broadcast(beta), out=y)  # y = γ·x̂ + β
     return TrainResult(y=y, mean=mean, var=var, count=layout.count(x.shape), x_hat=x_hat, scale=scale)
 
 
@@ -166,5 +179,7 @@ def batch_norm_eval(
             raise ValueError(f"{name} must have shape ({channels},), got {vector.shape}")
     scale = normalizer(var, eps, eps_placement)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        x_hat = (x - layout.broadcast(mean)) / layout.broadcast(scale)
-        return layout.broadcast(gamma) * x_hat + layout.broadcast(beta)
+        y = np.subtract(x, layout.broadcast(mean))  # one buffer, reused: γ·(x − mean)/s + β
+        np.divide(y, layout.broadcast(scale), out=y)
+        np.multiply(y, layout.broadcast(gamma), out=y)
+        return np.add(y, layout.broadcast(beta), out=y)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backward import batch_norm_backward
+from .backward import gradients_of
 from .conventions import Conventions
 from .dtypes import round_to
 from .forward import batch_norm_eval, batch_norm_train
@@ -78,8 +78,11 @@ def simulate(
     values["y_eval"] = evaluate()
     outputs, means, variances = [], [], []
     result = Expected(values=values)
+    first_forward = None
     for batch in batches:
         forward = batch_norm_train(batch, gamma, beta, **common)
+        if first_forward is None:  # the gradients are the first step's
+            first_forward = forward
         outputs.append(forward.y)
         result.batch_means.append(forward.mean)
         result.batch_vars.append(forward.var)
@@ -92,7 +95,7 @@ def simulate(
         values["running_mean"] = np.stack(means)
         values["running_var"] = np.stack(variances)
     values["y_eval_after"] = evaluate()
-    gradients = batch_norm_backward(first, gamma, beta, dy, **common)
+    gradients = gradients_of(first_forward, first, gamma, dy, axis=axis, eps_placement=conventions.eps_placement, dtype=dtype)
     values["dx"] = gradients.dx
     if gamma is not None:
         values["dgamma"] = gradients.dgamma

@@ -202,6 +202,12 @@ def _nan_safe(array: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(array), array, 0.0)
 
 
+def _zero_nonfinite(array: np.ndarray) -> np.ndarray:
+    """``_nan_safe`` in place, on an array the caller owns (a temporary of the bound)."""
+    np.copyto(array, 0.0, where=~np.isfinite(array))
+    return array
+
+
 def _bound(array: np.ndarray) -> np.ndarray:
     """A bound computed from finite data (``_finite_inputs``), where +∞ and NaN mean overflow: +∞.
 
@@ -215,6 +221,12 @@ def _bound(array: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(array), np.inf, array)
 
 
+def _bound_in_place(array: np.ndarray) -> np.ndarray:
+    """``_bound`` on an array the caller owns."""
+    np.copyto(array, np.inf, where=np.isnan(array))
+    return array
+
+
 def _finite_inputs(inputs: ToleranceInputs, expected: Expected) -> tuple[ToleranceInputs, Expected]:
     """The data and reference values with non-finite entries set to 0 (compared by position).
 
@@ -223,7 +235,10 @@ def _finite_inputs(inputs: ToleranceInputs, expected: Expected) -> tuple[Toleran
     """
 
     def finite(value):
-        return None if value is None else _nan_safe(np.asarray(value, dtype=np.float64))
+        if value is None:
+            return None
+        value = np.asarray(value, dtype=np.float64)
+        return value if np.isfinite(value).all() else _nan_safe(value)  # a copy only where one is needed
 
     data = inputs.data
     clean = CaseData(batches=[finite(b) for b in data.batches], gamma=finite(data.gamma), beta=finite(data.beta),
@@ -275,6 +290,11 @@ class _Model:
     def per_channel_sum(self, array: np.ndarray) -> np.ndarray:
         return np.sum(array, axis=self.layout.reduced_axes)
 
+    def per_channel_sum_and_mean(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both from one pass: ``np.mean`` is the sum divided by the count, to the last bit."""
+        total = self.per_channel_sum(array)
+        return total, total / self.layout.count(array.shape)
+
 
 def relative_scale_error(model: _Model, var: np.ndarray, dvar: np.ndarray, *, independent: bool = False) -> np.ndarray:
     """Δs/s: how far s/s̃ − 1 may go when σ² errs by Δσ², per channel.
@@ -308,13 +328,17 @@ def batch_statistic_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: 
     f = growth(count)
     # The spread's rounding errors are independent (√N growth); the common offset's are
     # not (N copies of nearly one value round alike), so it gets the worst case N − 1.
-    fluctuation = model.per_channel_mean(np.abs(_nan_safe(x - bc(mean))))
+    deviation = _zero_nonfinite(np.subtract(x, bc(mean)))  # |x − μ|, one buffer, reused below
+    np.abs(deviation, out=deviation)
+    fluctuation = model.per_channel_mean(deviation)
     # 2·η_acc: inputs read as zero (DAZ) and flushed partial sums, each below η_acc, averaged.
     flushed = 2.0 * model.eta_flush
     dmean = model.u_acc * (f * fluctuation + (count - 1) * np.abs(mean)) + model.u * np.abs(mean) + flushed
     # u_acc·f(N)·2 multiplies before the mean: near float64's range |x − μ|·|x| alone overflows
     # where the bound itself does not (a spread of 10¹⁵² around 10¹⁶⁷: the product is 10³¹⁹).
-    spread = model.per_channel_mean(np.abs(_nan_safe(x - bc(mean))) * (model.u_acc * f * 2.0 * np.abs(_nan_safe(x))))
+    weight = _zero_nonfinite(np.abs(x))
+    np.multiply(weight, model.u_acc * f * 2.0, out=weight)
+    spread = model.per_channel_mean(np.multiply(deviation, weight, out=deviation))
     dvar = spread + dmean**2 + model.u * np.abs(var) + flushed
     return _bound(dmean), _bound(dvar)
 
@@ -323,30 +347,49 @@ def normalized_errors(model: _Model, x, mean, dmean, var, dvar, *, independent: 
     """Δx̂ (elementwise) and x̂, for statistics ``mean``/``var`` that err by ``dmean``/``dvar``."""
     bc = model.layout.broadcast
     s = bc(model.scale(var))
-    x_hat = _nan_safe((x - bc(mean)) / s)
+    x_hat = _zero_nonfinite(np.divide(np.subtract(x, bc(mean)), s))
     # Underflow of x − μ, amplified by 1/s: gradual in the compute dtype (η_sub), or x and μ
     # read as zero and their difference flushed (3·η_acc); see the module docstring.
     underflow = model.eta_sub + 3.0 * model.eta_flush
-    dx_hat = (model.u * (np.abs(x) + bc(np.abs(mean))) + bc(dmean) + underflow) / s + np.abs(x_hat) * bc(
-        relative_scale_error(model, var, dvar, independent=independent)
-    )
-    return _bound(dx_hat), x_hat
+    # (u·(|x| + |μ|) + Δμ + underflow)/s + |x̂|·Δs/s, in two buffers (every step in place).
+    dx_hat = np.abs(x)
+    dx_hat += bc(np.abs(mean))
+    dx_hat *= model.u
+    dx_hat += bc(dmean)
+    dx_hat += underflow
+    dx_hat /= s
+    scaled = np.abs(x_hat)
+    scaled *= bc(relative_scale_error(model, var, dvar, independent=independent))
+    dx_hat += scaled
+    return _bound_in_place(dx_hat), x_hat
 
 
 def output_errors(model: _Model, x_hat: np.ndarray, dx_hat: np.ndarray, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Δy = |γ|·Δx̂ + u·(|β| + |y|) + η_acc·|x − μ|, elementwise."""
     bc = model.layout.broadcast
-    y = bc(model.gamma) * x_hat + bc(model.beta)
+    rounding = np.multiply(x_hat, bc(model.gamma))  # y = γ·x̂ + β, then u·(|β| + |y|), in place
+    rounding += bc(model.beta)
+    np.abs(_zero_nonfinite(rounding), out=rounding)
+    rounding += bc(np.abs(model.beta))
+    rounding *= model.u
+    allowed = np.multiply(dx_hat, bc(np.abs(model.gamma)))
+    allowed += rounding
     # The fused form y = (x − μ)·(γ/s) + β may flush its factor γ/s to zero: η_flush·|x − μ|.
-    flushed_scale = model.eta_flush * _nan_safe(np.abs(x - bc(mean)))
-    return bc(np.abs(model.gamma)) * dx_hat + model.u * (bc(np.abs(model.beta)) + np.abs(_nan_safe(y))) + flushed_scale
+    flushed_scale = _zero_nonfinite(np.abs(np.subtract(x, bc(mean), out=rounding), out=rounding))
+    flushed_scale *= model.eta_flush
+    allowed += flushed_scale
+    return allowed
 
 
-def training_output_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: np.ndarray, count: int) -> np.ndarray:
-    """Δy of a training step: normalized with its own batch statistics, which err too."""
-    dmean, dvar = batch_statistic_errors(model, x, mean, var, count)
+def training_output_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                           statistics: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, tuple]:  # fmt: skip
+    """Δy of a training step: normalized with its own batch statistics, which err by ``statistics`` (Δμ, Δσ²).
+
+    Also returns ``(Δμ, Δσ², Δx̂, x̂)``, which the gradients of the first step share.
+    """
+    dmean, dvar = statistics
     dx_hat, x_hat = normalized_errors(model, x, mean, dmean, var, dvar)
-    return output_errors(model, x_hat, dx_hat, x, mean)
+    return output_errors(model, x_hat, dx_hat, x, mean), (dmean, dvar, dx_hat, x_hat)
 
 
 def _update_weights(model: _Model, step: int) -> tuple[float, float]:
@@ -378,8 +421,12 @@ def stored_underflow(model: _Model, value: np.ndarray, error: np.ndarray) -> np.
     return model.eta_sub + np.where(magnitude < model.eta_store + SAFETY * error, flushed, 0.0)
 
 
-def running_statistic_errors(model: _Model, expected: Expected) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Δ of the running mean and variance after each training step (see the module docstring)."""
+def running_statistic_errors(model: _Model, expected: Expected,
+                             statistics: list[tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Δ of the running mean and variance after each training step (see the module docstring).
+
+    ``statistics``: each step's (Δμ, Δσ²) where the caller has them already.
+    """
     data, u = model.inputs.data, model.u
     r_mean, r_var = np.abs(data.running_mean), np.abs(data.running_var)
     d_mean = d_var = np.zeros(model.channels)
@@ -388,7 +435,7 @@ def running_statistic_errors(model: _Model, expected: Expected) -> tuple[list[np
     steps = zip(data.batches, expected.batch_means, expected.batch_vars, strict=False)
     for step, (x, mean, var) in enumerate(steps, 1):
         stored_mean, stored_var = expected.values["running_mean"][step - 1], expected.values["running_var"][step - 1]
-        dmean, dvar = batch_statistic_errors(model, x, mean, var, expected.count)
+        dmean, dvar = statistics[step - 1] if statistics else batch_statistic_errors(model, x, mean, var, expected.count)
         keep, weight = _update_weights(model, step)
         sample_var = np.abs(var) * factor
         new_mean = np.abs(keep * r_mean) + np.abs(weight * mean)
@@ -408,46 +455,65 @@ def running_statistic_errors(model: _Model, expected: Expected) -> tuple[list[np
     return mean_tols, var_tols
 
 
-def inference_errors(model: _Model, expected: Expected, mean, dmean, var, dvar) -> np.ndarray:
+def inference_errors(model: _Model, expected: Expected, mean, dmean, var, dvar, first_statistics=None) -> np.ndarray:
     """Δy in inference mode on the first batch, normalized by ``mean``/``var`` that err by ``dmean``/``dvar``.
 
-    Without running statistics, inference mode normalizes with the batch's own statistics.
+    Without running statistics, inference mode normalizes with the batch's own statistics
+    (whose errors are ``first_statistics`` where the caller has them).
     """
     first = model.inputs.data.batches[0]
     running = model.inputs.conventions.tracks_running_stats
     if not running:
         mean, var = expected.batch_means[0], expected.batch_vars[0]
-        dmean, dvar = batch_statistic_errors(model, first, mean, var, expected.count)
+        dmean, dvar = first_statistics or batch_statistic_errors(model, first, mean, var, expected.count)
     # Running statistics do not come from this batch: s may fall beyond first order (Δs/s).
     dx_hat, x_hat = normalized_errors(model, first, mean, dmean, var, dvar, independent=running)
     return output_errors(model, x_hat, dx_hat, first, mean)
 
 
-def gradient_errors(model: _Model, expected: Expected) -> dict[str, np.ndarray]:
-    """Δdβ, Δdγ and Δdx of the first training step (see the module docstring)."""
+def gradient_errors(model: _Model, expected: Expected, normalized: tuple | None = None) -> dict[str, np.ndarray]:
+    """Δdβ, Δdγ and Δdx of the first training step (see the module docstring).
+
+    ``normalized`` is the first batch's ``(dmean, dvar, dx_hat, x_hat)`` where the caller has
+    them already (``allowed_errors``: the training output of step 1 needs the same).  Arrays the
+    size of the input are few buffers reused in place; each sum is taken once, and a per-channel
+    mean is that sum divided by N, as ``np.mean`` computes it.
+    """
     bc, u, u_acc = model.layout.broadcast, model.u, model.u_acc
-    mean_of, sum_of = model.per_channel_mean, model.per_channel_sum
     x, mean, var = model.inputs.data.batches[0], expected.batch_means[0], expected.batch_vars[0]
     f = growth(expected.count)
-    dmean, dvar = batch_statistic_errors(model, x, mean, var, expected.count)
-    dx_hat, x_hat = normalized_errors(model, x, mean, dmean, var, dvar)
-    dy = _nan_safe(model.inputs.data.dy)
+    if normalized is None:
+        dmean, dvar = batch_statistic_errors(model, x, mean, var, expected.count)
+        normalized = (dmean, dvar, *normalized_errors(model, x, mean, dmean, var, dvar))
+    _, dvar, dx_hat, x_hat = normalized
+    dy = model.inputs.data.dy
+    dy = dy if np.isfinite(dy).all() else _nan_safe(dy)
+    both = model.per_channel_sum_and_mean
+    sum_dy, mean_dy = both(dy)
     abs_dy = np.abs(dy)
-    dy_xhat = dy * x_hat
+    sum_abs_dy, mean_abs_dy = both(abs_dy)
+    work = np.multiply(dy, x_hat)  # dy·x̂
+    sum_dy_xhat, mean_dy_xhat = both(work)
+    sum_abs_dy_xhat, mean_abs_dy_xhat = both(np.abs(work, out=work))
+    sum_dy_dxhat, mean_dy_dxhat = both(np.multiply(abs_dy, dx_hat, out=work))  # |dy|·Δx̂
     allowed = {
-        "dbeta": u_acc * f * sum_of(abs_dy) + u * np.abs(sum_of(dy)),
-        "dgamma": u_acc * f * sum_of(np.abs(dy_xhat)) + sum_of(abs_dy * dx_hat) + u * np.abs(sum_of(dy_xhat)),
+        "dbeta": u_acc * f * sum_abs_dy + u * np.abs(sum_dy),
+        "dgamma": u_acc * f * sum_abs_dy_xhat + sum_dy_dxhat + u * np.abs(sum_dy_xhat),
     }
     s = bc(model.scale(var))
-    g_mean = bc(np.abs(mean_of(dy)))
-    gx_mean = bc(np.abs(mean_of(dy_xhat)))
-    inner = (
-        u * (abs_dy + g_mean + np.abs(x_hat) * gx_mean)
-        + u_acc * f * (bc(mean_of(abs_dy)) + np.abs(x_hat) * bc(mean_of(np.abs(dy_xhat))))
-        + dx_hat * gx_mean
-        + np.abs(x_hat) * bc(mean_of(abs_dy * dx_hat))
-    )
-    dx_expected = np.abs(_nan_safe(expected.values["dx"]))
+    g_mean = bc(np.abs(mean_dy))
+    gx_mean = bc(np.abs(mean_dy_xhat))
+    abs_x_hat = np.abs(x_hat)
+    # inner = u·(|dy| + |ḡ| + |x̂|·|ḡx̂|) + u_acc·f(N)·(m|dy| + |x̂|·m|dy·x̂|) + Δx̂·|ḡx̂| + |x̂|·m(|dy|·Δx̂)
+    inner = np.add(abs_dy, g_mean)
+    inner += np.multiply(abs_x_hat, gx_mean, out=work)
+    inner *= u
+    term = np.multiply(abs_x_hat, bc(mean_abs_dy_xhat), out=work)
+    term += bc(mean_abs_dy)
+    term *= u_acc * f
+    inner += term
+    inner += np.multiply(dx_hat, gx_mean, out=work)
+    inner += np.multiply(abs_x_hat, bc(mean_dy_dxhat), out=work)
     scale_error = bc(relative_scale_error(model, var, dvar))
     # Flush-to-zero of the per-channel factors: γ/s of the form γ/s·[dy − ḡ − x̂·ḡx̂], or a, b, c
     # of the folded form dx = a·dy + b·(x − μ) + c.  b = −γ·ḡx̂/s² underflows first, and only
@@ -455,9 +521,19 @@ def gradient_errors(model: _Model, expected: Expected) -> dict[str, np.ndarray]:
     # errs by Δdγ/N, s by Δs/s).
     gx_error = bc(allowed["dgamma"]) / expected.count
     b_lowest = bc(np.abs(model.gamma)) * np.maximum(gx_mean - SAFETY * gx_error, 0.0) / (s * s * (1.0 + SAFETY * scale_error) ** 2)
-    folded = np.where(b_lowest < model.eta_flush, np.abs(x - bc(mean)), 0.0)
-    flushed = model.eta_flush * (abs_dy + g_mean + np.abs(x_hat) * gx_mean + folded)
-    allowed["dx"] = _bound(bc(np.abs(model.gamma)) / s * inner + dx_expected * (scale_error + u) + flushed)
+    flushed = np.add(abs_dy, g_mean, out=abs_dy)  # η_acc·(|dy| + |ḡ| + |x̂|·|ḡx̂| + |x − μ|_b)
+    del abs_dy
+    flushed += np.multiply(abs_x_hat, gx_mean, out=work)
+    folded = np.abs(np.subtract(x, bc(mean), out=work), out=work)
+    np.copyto(folded, 0.0, where=~(b_lowest < model.eta_flush))
+    flushed += folded
+    flushed *= model.eta_flush
+    dx = np.multiply(inner, bc(np.abs(model.gamma)) / s, out=inner)  # |γ|/s·inner + |dx|·(Δs/s + u) + flushed
+    dx_expected = _zero_nonfinite(np.abs(expected.values["dx"], out=work))
+    dx_expected *= scale_error + u
+    dx += dx_expected
+    dx += flushed
+    allowed["dx"] = _bound_in_place(dx)
     return allowed
 
 
@@ -473,15 +549,22 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
     model = _Model.of(inputs)
     data = inputs.data
     zero = np.zeros(model.channels)
+    steps = list(zip(data.batches, expected.batch_means, expected.batch_vars, strict=False))
     with np.errstate(all="ignore"):
+        # Each step's Δμ and Δσ² are computed once: y_train, the running statistics, inference
+        # without running statistics and the gradients share them.
+        statistics = [batch_statistic_errors(model, x, mean, var, expected.count) for x, mean, var in steps]
         # Inference mode with the given running statistics (exact inputs).
-        allowed = {"y_eval": inference_errors(model, expected, data.running_mean, zero, data.running_var, zero)}
-        allowed["y_train"] = np.stack([
-            training_output_errors(model, x, mean, var, expected.count)
-            for x, mean, var in zip(data.batches, expected.batch_means, expected.batch_vars, strict=False)
-        ])  # fmt: skip
+        allowed = {"y_eval": inference_errors(model, expected, data.running_mean, zero, data.running_var, zero, statistics[0])}
+        y_train = first_normalized = None
+        for step, ((x, mean, var), errors) in enumerate(zip(steps, statistics, strict=True)):
+            step_allowed, normalized = training_output_errors(model, x, mean, var, errors)
+            if y_train is None:
+                y_train, first_normalized = np.empty((len(steps), *step_allowed.shape)), normalized
+            y_train[step] = step_allowed
+        allowed["y_train"] = y_train
         if inputs.conventions.tracks_running_stats:
-            mean_tols, var_tols = running_statistic_errors(model, expected)
+            mean_tols, var_tols = running_statistic_errors(model, expected, statistics)
             allowed["running_mean"] = np.stack(mean_tols)
             allowed["running_var"] = np.stack(var_tols)
             final_mean = _nan_safe(expected.values["running_mean"][-1])
@@ -490,6 +573,21 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             allowed["y_eval_after"] = inference_errors(model, expected, *after)
         else:
             allowed["y_eval_after"] = allowed["y_eval"]
-        allowed.update(gradient_errors(model, expected))
+        allowed.update(gradient_errors(model, expected, first_normalized))
+        del first_normalized
+        # safety·(bound + floor), in place, once per array (y_eval_after may be y_eval itself).
         floor = underflow_floor(inputs.dtype, expected.count)
-        return {name: safety * (_bound(value) + floor) for name, value in allowed.items() if name in expected.values}
+        finished: dict[int, np.ndarray] = {}
+        result = {}
+        for name, value in allowed.items():
+            if name not in expected.values:
+                continue
+            if id(value) in finished:
+                result[name] = finished[id(value)].copy()
+                continue
+            array = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=np.float64)
+            _bound_in_place(array)
+            array += floor
+            array *= safety
+            result[name] = finished[id(value)] = array
+        return result
