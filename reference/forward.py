@@ -20,7 +20,9 @@ Degenerate input is defined, not accidental:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -45,19 +47,22 @@ class ChannelLayout:
             raise ValueError(f"channel axis {axis} is out of range for rank {ndim}")
         return cls(ndim=ndim, axis=axis % ndim)
 
-    @property
+    # Computed once per layout: a check calls these a few hundred times on small arrays.
+    @cached_property
     def reduced_axes(self) -> tuple[int, ...]:
         return tuple(a for a in range(self.ndim) if a != self.axis)
 
+    @cached_property
+    def _broadcast_shape(self) -> tuple[int, ...]:
+        return tuple(-1 if a == self.axis else 1 for a in range(self.ndim))
+
     def broadcast(self, per_channel: np.ndarray) -> np.ndarray:
         """Reshape a length-C vector so it broadcasts along the channel axis."""
-        shape = [1] * self.ndim
-        shape[self.axis] = -1
-        return np.reshape(per_channel, shape)
+        return np.asarray(per_channel).reshape(self._broadcast_shape)
 
     def count(self, shape: tuple[int, ...]) -> int:
         """N: how many values each channel's statistics are taken over."""
-        return int(np.prod([shape[a] for a in self.reduced_axes], dtype=np.int64))
+        return math.prod(int(shape[a]) for a in self.reduced_axes)
 
 
 @dataclass(frozen=True)
