@@ -1,6 +1,6 @@
 """Benchmark: the reference and the tolerance model from 10³ to 10⁸ elements, against plain NumPy.
 
-Run: ``.venv/bin/python benchmarks/bench_scaling.py [--largest 1e8] [--plot docs/reference-scaling.png]``
+Run: ``.venv/bin/python benchmarks/bench_scaling.py [--largest 1e8] [--json F] [--plot docs/reference-scaling.png]``
 (the plot needs matplotlib: ``pip install matplotlib``; without it the table is still printed).
 
 For each size, one training step of float32 data, shape (N, 16, 32, 32)-like with 16
@@ -16,6 +16,7 @@ multiple of the input's size.  A benchmark, not a test: nothing asserts a time.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import tracemalloc
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("--largest", type=float, default=1e8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "reference-scaling.png")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     sizes = [int(10**k) for k in range(3, 9) if 10**k <= args.largest]
     rows = []
@@ -113,6 +115,8 @@ def main() -> int:
         print(f"{row['elements']:>12,} {row['baseline_s']:>9.4f} {row['reference_s']:>12.4f} {row['reference_s'] / row['baseline_s']:>6.1f} "
               f"{row['tolerance_s']:>12.4f} {row['tolerance_s'] / row['baseline_s']:>6.1f}   "
               f"{row['baseline_copies']:.1f} / {row['reference_copies']:.1f} / {row['tolerance_copies']:.1f}", flush=True)  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
     if plot(rows, args.plot):
         print(f"plot: {args.plot}")
     return 0
