@@ -407,3 +407,34 @@ def test_allowed_errors_are_positive_and_shaped_like_their_quantities():
             assert np.all(value > 0), name
 
     check()
+
+
+@pytest.mark.parametrize("tracks_running_stats", [True, False])
+def test_reference_and_model_leave_their_inputs_alone(tracks_running_stats):
+    """Both work in place on arrays of their own; a case's data and the reference's values are
+    never among them (non-finite entries included, which the model sets aside without copying
+    what is finite)."""
+    from datamodel.case import CaseData
+    from reference import Conventions, simulate
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 6, 3, 4))
+    x[0, 0, 0, 0], x[1, 2, 1, 1] = np.nan, np.inf
+    data = CaseData(batches=[x, rng.standard_normal(x.shape)], gamma=rng.uniform(0.5, 2, 6), beta=rng.uniform(-1, 1, 6),
+                    running_mean=rng.uniform(-1, 1, 6), running_var=rng.uniform(0.5, 2, 6), dy=rng.standard_normal(x.shape))  # fmt: skip
+    conventions = Conventions(tracks_running_stats=tracks_running_stats)
+    arrays = [*data.batches, data.gamma, data.beta, data.running_mean, data.running_var, data.dy]
+    before = [a.copy() for a in arrays]
+    expected = simulate(data.batches, gamma=data.gamma, beta=data.beta, running_mean=data.running_mean,
+                        running_var=data.running_var, dy=data.dy, axis=1, eps=1e-3, decay=0.9, dtype="float32",
+                        conventions=conventions)  # fmt: skip
+    values = {name: value.copy() for name, value in expected.values.items()}
+    inputs = ToleranceInputs(data=data, axis=1, eps=1e-3, decay=0.9, dtype="float32", conventions=conventions)
+    allowed = allowed_errors(inputs, expected)
+    again = allowed_errors(inputs, expected)
+    for array, copy in zip(arrays, before, strict=True):
+        np.testing.assert_array_equal(array, copy)
+    for name, value in values.items():
+        np.testing.assert_array_equal(expected.values[name], value)
+        np.testing.assert_array_equal(allowed[name], again[name])  # nothing carried over between calls
+    assert allowed["y_eval_after"] is not allowed["y_eval"]
