@@ -13,7 +13,7 @@ twins its properties compare it with (not its other variants).  A benchmark, not
 ``--limit-seconds S`` stops each run after S seconds, as Ctrl-C would (bnconf then writes the
 summary of the checks made so far), and reports the checks per second over those S seconds: a
 compiling engine's ``nightly`` run, which compiles for nearly every example, would otherwise
-take hours.  Such a row says ``stopped_after_s``.
+take tens of minutes each, hours for all of them.  Such a row says ``stopped_after_s``.
 
 ``--json`` is written after every run and keeps the rows of other (engine, cores) pairs already
 in the file, so a long measurement (the ``nightly`` profile of a compiling engine takes tens of
@@ -86,7 +86,9 @@ def plot(rows: list[dict], profile: str, path: Path) -> bool:
         axes.bar([e + i * width for e in range(len(engines))], [values.get(name, 0) for name in engines], width,
                  label=f"{count} core{'s' if count > 1 else ''}")  # fmt: skip
     axes.set_xticks([e + width * (len(cores) - 1) / 2 for e in range(len(engines))], engines, rotation=30, ha="right")
-    axes.set_ylabel("checks per second, whole run")
+    limits = sorted({r["stopped_after_s"] for r in measured if "stopped_after_s" in r})
+    stopped = f"; runs stopped at {', '.join(f'{limit:.0f}' for limit in limits)} s: up to then" if limits else ""
+    axes.set_ylabel(f"checks per second (whole run{stopped})", fontsize=8 if limits else None)
     axes.set_title(f"'{profile}' profile: checks per second per engine")
     axes.grid(True, axis="y", alpha=0.3)
     plotting.save(figure, axes, path)

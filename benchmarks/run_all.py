@@ -9,7 +9,7 @@ tolerance model from 10³ to 10⁸ elements with a plot (``bench_scaling``).  Ea
 rows as JSON into ``--out`` and prints its table; the plots go to ``docs/``.  ``--skip`` leaves
 steps out by name (``overhead``, ``compile``, ``profiles``, ``scaling``).  Takes about two
 hours on a 2-core machine with the nightly profile (each engine's nightly run stops after 8
-minutes, on 1 core and on 2), about 40 minutes without it.
+minutes, on 1 core and on 2), about half an hour without it.
 """
 
 from __future__ import annotations
