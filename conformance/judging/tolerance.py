@@ -422,20 +422,19 @@ def stored_underflow(model: _Model, value: np.ndarray, error: np.ndarray) -> np.
 
 
 def running_statistic_errors(model: _Model, expected: Expected,
-                             statistics: list[tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+                             statistics: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """Δ of the running mean and variance after each training step (see the module docstring).
 
-    ``statistics``: each step's (Δμ, Δσ²) where the caller has them already.
+    ``statistics``: each step's (Δμ, Δσ²), from ``batch_statistic_errors``.
     """
     data, u = model.inputs.data, model.u
     r_mean, r_var = np.abs(data.running_mean), np.abs(data.running_var)
     d_mean = d_var = np.zeros(model.channels)
     factor = _variance_factor(expected.count, model.inputs.conventions.running_variance)
     mean_tols, var_tols = [], []
-    steps = zip(data.batches, expected.batch_means, expected.batch_vars, strict=False)
-    for step, (x, mean, var) in enumerate(steps, 1):
+    steps = zip(expected.batch_means, expected.batch_vars, statistics, strict=False)
+    for step, (mean, var, (dmean, dvar)) in enumerate(steps, 1):
         stored_mean, stored_var = expected.values["running_mean"][step - 1], expected.values["running_var"][step - 1]
-        dmean, dvar = statistics[step - 1] if statistics else batch_statistic_errors(model, x, mean, var, expected.count)
         keep, weight = _update_weights(model, step)
         sample_var = np.abs(var) * factor
         new_mean = np.abs(keep * r_mean) + np.abs(weight * mean)
@@ -455,39 +454,35 @@ def running_statistic_errors(model: _Model, expected: Expected,
     return mean_tols, var_tols
 
 
-def inference_errors(model: _Model, expected: Expected, mean, dmean, var, dvar, first_statistics=None) -> np.ndarray:
+def inference_errors(model: _Model, expected: Expected, mean, dmean, var, dvar, first_statistics) -> np.ndarray:
     """Δy in inference mode on the first batch, normalized by ``mean``/``var`` that err by ``dmean``/``dvar``.
 
-    Without running statistics, inference mode normalizes with the batch's own statistics
-    (whose errors are ``first_statistics`` where the caller has them).
+    Without running statistics, inference mode normalizes with the batch's own statistics,
+    which err by ``first_statistics`` (the first step's Δμ, Δσ²).
     """
     first = model.inputs.data.batches[0]
     running = model.inputs.conventions.tracks_running_stats
     if not running:
         mean, var = expected.batch_means[0], expected.batch_vars[0]
-        dmean, dvar = first_statistics or batch_statistic_errors(model, first, mean, var, expected.count)
+        dmean, dvar = first_statistics
     # Running statistics do not come from this batch: s may fall beyond first order (Δs/s).
     dx_hat, x_hat = normalized_errors(model, first, mean, dmean, var, dvar, independent=running)
     return output_errors(model, x_hat, dx_hat, first, mean)
 
 
-def gradient_errors(model: _Model, expected: Expected, normalized: tuple | None = None) -> dict[str, np.ndarray]:
+def gradient_errors(model: _Model, expected: Expected, normalized: tuple) -> dict[str, np.ndarray]:
     """Δdβ, Δdγ and Δdx of the first training step (see the module docstring).
 
-    ``normalized`` is the first batch's ``(dmean, dvar, dx_hat, x_hat)`` where the caller has
-    them already (``allowed_errors``: the training output of step 1 needs the same).  Arrays the
+    ``normalized`` is the first batch's ``(dmean, dvar, dx_hat, x_hat)``, which the training
+    output of step 1 computes too (``training_output_errors``).  Arrays the
     size of the input are few buffers reused in place; each sum is taken once, and a per-channel
     mean is that sum divided by N, as ``np.mean`` computes it.
     """
     bc, u, u_acc = model.layout.broadcast, model.u, model.u_acc
     x, mean, var = model.inputs.data.batches[0], expected.batch_means[0], expected.batch_vars[0]
     f = growth(expected.count)
-    if normalized is None:
-        dmean, dvar = batch_statistic_errors(model, x, mean, var, expected.count)
-        normalized = (dmean, dvar, *normalized_errors(model, x, mean, dmean, var, dvar))
     _, dvar, dx_hat, x_hat = normalized
-    dy = model.inputs.data.dy
-    dy = dy if np.isfinite(dy).all() else _nan_safe(dy)
+    dy = model.inputs.data.dy  # finite: ``_finite_inputs`` set its non-finite entries to 0
     both = model.per_channel_sum_and_mean
     sum_dy, mean_dy = both(dy)
     abs_dy = np.abs(dy)
@@ -570,7 +565,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             final_mean = _nan_safe(expected.values["running_mean"][-1])
             final_var = _nan_safe(expected.values["running_var"][-1])
             after = (final_mean, mean_tols[-1], final_var, var_tols[-1])
-            allowed["y_eval_after"] = inference_errors(model, expected, *after)
+            allowed["y_eval_after"] = inference_errors(model, expected, *after, statistics[0])
         else:
             allowed["y_eval_after"] = allowed["y_eval"]
         allowed.update(gradient_errors(model, expected, first_normalized))
