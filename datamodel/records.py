@@ -39,9 +39,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 
 from .case import Case
 from .casefile import case_to_json
+from .findings import FINDING_KINDS, SEVERITIES
 from .jsoncodec import NON_FINITE_TEXT, decode_float, dumps
 from .runinfo import commit, environment
-from .verdicts import DISCREPANCY, ERROR, PASS, VERDICTS
+from .verdicts import DISCREPANCY, ERROR, PASS, UNSUPPORTED, VERDICTS
 
 RECORD_SCHEMA_VERSION = 2
 
@@ -53,6 +54,10 @@ Real = Annotated[
 ]
 Verdict = Literal["pass", "discrepancy", "error", "unsupported"]
 assert get_args(Verdict) == VERDICTS, "datamodel.verdicts and the record schema name the same verdicts"
+FindingKind = Literal["convention", "numerical", "defect", "out_of_domain"]
+Severity = Literal["nan_inf", "wrong_values", "wrong_statistics", "raises", "accuracy_loss", "cosmetic"]
+assert get_args(FindingKind) == FINDING_KINDS
+assert get_args(Severity) == tuple(SEVERITIES)
 
 
 class _Model(BaseModel):
@@ -111,6 +116,8 @@ class _Check(_Record):
     case: dict[str, Any] | None = None
     test: str | None = None  # the pytest node id that made the check
     known: str | None = None  # the ledger entry that explains this finding
+    known_kind: FindingKind | None = None  # that entry's kind (``datamodel.findings``)
+    known_severity: Severity | None = None  # that entry's severity
     case_file: str | None = None
     replay: str | None = None  # the command that replays the finding
     snippet: str | None = None  # standalone code in the framework's own API
@@ -211,7 +218,9 @@ class LedgerRecord(_Check):
     """A ledger entry (``quantity``: its id) whose evidence was replayed."""
 
     kind: Literal["ledger"] = "ledger"
-    reproduced: bool
+    #: ``None``: not replayed here, because the entry is scoped to a device (or backend) this
+    #: run does not have; the verdict is then ``unsupported`` and the message says what it needs.
+    reproduced: bool | None
     explained_quantities: list[str] = []
 
     @property
@@ -316,11 +325,13 @@ def probe_record(
 
 
 def ledger_record(
-    *, run_id: str | None, framework: str, framework_version: str, case: Case, entry_id: str, reproduced: bool,
+    *, run_id: str | None, framework: str, framework_version: str, case: Case, entry_id: str, reproduced: bool | None,
     explained_quantities: list[str], message: str = "", **fields: Any,
 ) -> LedgerRecord:  # fmt: skip
-    """A ``ledger`` record: a discrepancy when the entry's evidence no longer reproduces."""
-    return LedgerRecord(run_id=run_id, property="ledger", quantity=entry_id, verdict=PASS if reproduced else DISCREPANCY,
+    """A ``ledger`` record: a discrepancy when the entry's evidence no longer reproduces, and
+    ``unsupported`` (``reproduced`` ``None``) when it could not be replayed here."""
+    verdict = UNSUPPORTED if reproduced is None else (PASS if reproduced else DISCREPANCY)
+    return LedgerRecord(run_id=run_id, property="ledger", quantity=entry_id, verdict=verdict,
                         message=message, framework=framework, framework_version=framework_version, **case_fields(case),
                         reproduced=reproduced, explained_quantities=sorted(explained_quantities), **fields)  # fmt: skip
 

@@ -18,9 +18,10 @@ from datamodel.casefile import load_case
 
 
 def _raw(entry_id: str = "e1", **overrides) -> dict:
-    raw = {"id": entry_id, "reason": "why", "match": {"framework": ["torch"]}, "evidence": {"command": "bnconf ..."}}
+    raw = {"id": entry_id, "kind": "defect", "severity": "nan_inf", "reason": "why", "upstream": "not yet reported",
+           "match": {"framework": ["torch"]}, "evidence": {"command": "bnconf ..."}}  # fmt: skip
     raw.update(overrides)
-    return raw
+    return {key: value for key, value in raw.items() if value is not None}
 
 
 def _write(directory: Path, name: str, document) -> Path:
@@ -39,7 +40,8 @@ def _entry(**match) -> Entry:
 def test_load_valid_files_in_name_order(tmp_path):
     """Entries of every *.json file load, files in sorted order, each entry knowing its source file."""
     _write(tmp_path, "b.json", {"entries": [_raw("b1", upstream="https://example.org/1")]})
-    _write(tmp_path, "a.json", {"framework": "torch", "entries": [_raw("a1"), _raw("a2")]})
+    convention = {"kind": "convention", "unmodelled": "why", "upstream": None}
+    _write(tmp_path, "a.json", {"framework": "torch", "entries": [_raw("a1", **convention), _raw("a2")]})
     _write(tmp_path, "notes.txt", "not a ledger file")
     ledger = load_ledger(tmp_path)
     assert [e.id for e in ledger.entries] == ["a1", "a2", "b1"]
@@ -67,6 +69,27 @@ def test_empty_directory_gives_an_empty_ledger(tmp_path):
         pytest.param({"entries": [_raw(match={"verdict": "discrepancy"})]},
                      r"entry 0 \(e1\): match.verdict must be a list", id="match-value-not-a-list"),
         pytest.param({"entries": [_raw("same"), _raw("same")]}, "duplicate entry id 'same'", id="duplicate-id"),
+        pytest.param({"entries": [_raw(kind=None)]}, r"entry 0 \(e1\): missing field 'kind' \(one of: convention, ",
+                     id="missing-kind"),
+        pytest.param({"entries": [_raw(severity=None)]}, r"entry 0 \(e1\): missing field 'severity' \(one of: nan_inf, ",
+                     id="missing-severity"),
+        pytest.param({"entries": [_raw(kind="bug")]}, r"\(e1\): kind must be one of convention, numerical, defect, "
+                     r"out_of_domain; got 'bug'", id="unknown-kind"),
+        pytest.param({"entries": [_raw(severity="bad")]}, r"\(e1\): severity must be one of .*; got 'bad'",
+                     id="unknown-severity"),
+        pytest.param({"entries": [_raw(upstream=None)]}, r"\(e1\): a defect entry needs 'upstream'", id="defect-no-upstream"),
+        pytest.param({"entries": [_raw(upstream="issue 12")]}, r"\(e1\): upstream must be a URL or 'not yet reported'",
+                     id="defect-upstream-not-a-link"),
+        pytest.param({"entries": [_raw(kind="numerical")]}, r"\(e1\): a numerical entry needs 'data'", id="numerical-no-data"),
+        pytest.param({"entries": [_raw(kind="convention", unmodelled=" ")]}, r"\(e1\): a convention entry needs 'unmodelled'",
+                     id="convention-blank-reason"),
+        pytest.param({"entries": [_raw(kind="out_of_domain")]}, r"\(e1\): an? out_of_domain entry needs 'bound'",
+                     id="out-of-domain-no-bound"),
+        pytest.param({"entries": [_raw(kind="numerical", data="offset", bound="x")]},
+                     r"\(e1\): 'bound' belongs to out_of_domain entries, not to a numerical entry", id="field-of-another-kind"),
+        pytest.param({"entries": [_raw(device="tpu")]}, r"\(e1\): device must be one of cpu, gpu; got 'tpu'", id="unknown-device"),
+        pytest.param({"entries": [_raw(backend={"cudnn": True})]}, r"\(e1\): backend must map device_info keys to text",
+                     id="backend-not-text"),
     ],
 )  # fmt: skip
 def test_bad_ledger_files_name_the_file_and_the_problem(tmp_path, document, message):
@@ -75,6 +98,85 @@ def test_bad_ledger_files_name_the_file_and_the_problem(tmp_path, document, mess
     with pytest.raises(LedgerError, match=message) as raised:
         load_ledger(tmp_path)
     assert str(path) in str(raised.value)
+
+
+def test_a_bad_entry_is_one_line_naming_file_and_entry(tmp_path):
+    """What a user sees of a ledger without a kind: one line with the file and the entry, no traceback text."""
+    path = _write(tmp_path, "torch.json", {"entries": [_raw(), _raw("e2", kind=None)]})
+    with pytest.raises(LedgerError) as raised:
+        load_ledger(tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: entry 1 (e2): missing field 'kind'")
+
+
+def test_each_kind_loads_with_its_own_field(tmp_path):
+    """The four kinds each load with the field they owe; the entry keeps kind, severity and that field."""
+    raws = [_raw("c", kind="convention", unmodelled="why not modelled", upstream=None),
+            _raw("n", kind="numerical", data="offset data", upstream="https://example.org/1"),
+            _raw("d", upstream="https://github.com/o/r/issues/1"),
+            _raw("o", kind="out_of_domain", bound="momentum in (0, 1)", upstream=None, severity="cosmetic")]  # fmt: skip
+    _write(tmp_path, "x.json", {"entries": raws})
+    entries = {e.id: e for e in load_ledger(tmp_path).entries}
+    assert (entries["c"].kind, entries["c"].unmodelled) == ("convention", "why not modelled")
+    assert (entries["n"].kind, entries["n"].data, entries["n"].reported_upstream) == ("numerical", "offset data", True)
+    assert entries["d"].reported_upstream
+    assert not load_ledger_entry(tmp_path, _raw("d2")).reported_upstream
+    assert (entries["o"].bound, entries["o"].severity) == ("momentum in (0, 1)", "cosmetic")
+
+
+def load_ledger_entry(directory: Path, raw: dict) -> Entry:
+    folder = directory / raw["id"]
+    folder.mkdir()
+    _write(folder, "one.json", {"entries": [raw]})
+    return load_ledger(folder).entries[0]
+
+
+# -- device scope ---------------------------------------------------------------------------
+
+
+def test_a_device_scoped_entry_explains_findings_on_its_device_only():
+    """A GPU finding is not a CPU one: the same symptom on the CPU stays unexpected."""
+    gpu = Entry(id="g", reason="r", match={"framework": ["flax"]}, evidence={}, device="gpu")
+    assert gpu.explains({**RECORD, "device": "gpu"})
+    assert not gpu.explains({**RECORD, "device": "cpu"})
+    assert not gpu.explains(RECORD)  # a record that names no device
+    assert _entry(framework=["flax"]).explains({**RECORD, "device": "gpu"})  # unscoped: any device
+
+
+@pytest.mark.parametrize(
+    ("device", "backend", "session", "info", "reason"),
+    [
+        pytest.param(None, {}, "cpu", {}, None, id="unscoped"),
+        pytest.param("gpu", {}, "cpu", {}, "not replayed here: needs gpu", id="gpu-entry-on-cpu"),
+        pytest.param("gpu", {}, "gpu", {}, None, id="gpu-entry-on-gpu"),
+        pytest.param("gpu", {"cudnn": "on"}, "gpu", {"cudnn": "off"}, "not replayed here: needs cudnn=on", id="backend-off"),
+        pytest.param("gpu", {"cudnn": "on"}, "gpu", {"cudnn": "on"}, None, id="backend-on"),
+        pytest.param(None, {"cudnn": "on"}, "cpu", {}, "not replayed here: needs cudnn=on", id="backend-missing"),
+    ],
+)  # fmt: skip
+def test_scope_reason_says_what_a_replay_needs(device, backend, session, info, reason):
+    entry = Entry(id="e", reason="r", match={}, evidence={}, device=device, backend=backend)
+    assert entry.scope_reason(session, info) == reason
+
+
+def test_the_ledger_folder_can_be_replaced_by_an_environment_variable(tmp_path, monkeypatch):
+    from conformance.judging import ledger as module
+
+    _write(tmp_path, "own.json", {"entries": [_raw("own-entry", evidence={"command": "c", "case_file": "cases/x.json"})]})
+    monkeypatch.setenv(module.LEDGER_DIR_VARIABLE, str(tmp_path))
+    module.default_ledger.cache_clear()
+    try:
+        entries = module.default_ledger().entries
+        assert [e.id for e in entries] == ["own-entry"]
+        assert entries[0].case_path == tmp_path / "cases" / "x.json"  # evidence beside its own ledger file
+        monkeypatch.setenv(module.LEDGER_DIR_VARIABLE, str(tmp_path / "absent"))
+        module.default_ledger.cache_clear()
+        with pytest.raises(LedgerError, match="expected a folder of ledger files"):
+            module.default_ledger()
+    finally:
+        monkeypatch.delenv(module.LEDGER_DIR_VARIABLE)
+        module.default_ledger.cache_clear()
 
 
 def test_duplicate_ids_across_files_are_refused(tmp_path):
@@ -170,6 +272,29 @@ def _project_entries():
 
 def test_project_ledger_loads_and_has_entries():
     assert len(default_ledger().entries) > 0
+
+
+def test_project_ledger_files_follow_the_published_schema():
+    """Every shipped ledger file validates against the model behind docs/ledger-schema.json, and
+    the committed schema is the one the model generates (regenerate with
+    ``python -m conformance.judging.ledger --schema > docs/ledger-schema.json``)."""
+    from conformance.judging.ledger import LEDGER_DIR, LedgerDocument, ledger_json_schema
+
+    for path in sorted(LEDGER_DIR.glob("*.json")):
+        LedgerDocument.model_validate_json(path.read_text(encoding="utf-8"))
+    committed = json.loads((Path(__file__).parent.parent / "docs" / "ledger-schema.json").read_text(encoding="utf-8"))
+    assert committed == ledger_json_schema()
+
+
+@pytest.mark.parametrize("entry", _project_entries())
+def test_project_ledger_entry_is_classified(entry):
+    """Kind and severity from the closed sets, with the kind's own field filled in."""
+    from conformance.judging.ledger import KIND_FIELDS
+    from datamodel.findings import FINDING_KINDS, SEVERITIES
+
+    assert entry.kind in FINDING_KINDS
+    assert entry.severity in SEVERITIES
+    assert getattr(entry, KIND_FIELDS[entry.kind][0]).strip()
 
 
 @pytest.mark.parametrize("entry", _project_entries())

@@ -25,7 +25,8 @@ class Triage:
         """``record`` (a finding) with its case file, replay command, ledger id and perhaps a snippet."""
         entry = self.ledger.explain(record)
         known = entry.id if entry else None
-        update: dict = {"case_file": case_file, "replay": replay, "known": known}
+        update: dict = {"case_file": case_file, "replay": replay, "known": known,
+                        "known_kind": entry.kind if entry else None, "known_severity": entry.severity if entry else None}
         kind = (adapter.label, record.property, record.quantity, known)
         if kind not in self._snippets_written:
             self._snippets_written.add(kind)

@@ -24,7 +24,7 @@ from adapters.base import Adapter
 from conformance.judging.check import check_case
 from conformance.judging.compare import Comparison
 from conformance.judging.conditioning import at_worst, conditioning
-from conformance.judging.ledger import Ledger, default_ledger
+from conformance.judging.ledger import Entry, Ledger, default_ledger
 from datamodel.case import Case, CaseData
 from datamodel.casefile import case_to_json
 from datamodel.jsoncodec import dumps
@@ -193,14 +193,16 @@ class ConformanceSession:
         return self._conclude(adapter, case, "conventions", version, [record])
 
     def record_ledger(
-        self, adapter: Adapter, case: Case, *, entry_id: str, reproduced: bool, explained_quantities: list[str],
-        message: str = "",
+        self, adapter: Adapter, case: Case, *, entry_id: str, reproduced: bool | None,
+        explained_quantities: list[str], message: str = "", entry: Entry | None = None,
     ) -> CheckOutcome:  # fmt: skip
-        """Record whether a ledger entry's evidence still reproduces (a ``ledger`` record)."""
+        """Record whether a ledger entry's evidence still reproduces (a ``ledger`` record);
+        ``reproduced`` ``None``: not replayed here (the entry needs a device this session lacks)."""
         version = self.recorder.framework_version(adapter)
+        classification = {"known_kind": entry.kind, "known_severity": entry.severity} if entry is not None else {}
         record = ledger_record(run_id=self.run_id, framework=adapter.label, framework_version=version, case=case,
                                entry_id=entry_id, reproduced=reproduced, explained_quantities=explained_quantities,
-                               message=message, test=self.current_test)  # fmt: skip
+                               message=message, test=self.current_test, **classification)  # fmt: skip
         return self._conclude(adapter, case, "ledger", version, [record])
 
     def _conclude(self, adapter: Adapter, case: Case, prop: str, version: str, records: list[CheckRecord]) -> CheckOutcome:

@@ -2,7 +2,9 @@
 
 An entry whose evidence no longer shows the discrepancy fails here: the framework fixed
 (or changed) something, and the ledger must say so.  Each check writes a ``ledger`` record
-with the entry id, whether it reproduced and which quantities it explained.
+with the entry id, whether it reproduced and which quantities it explained.  An entry scoped
+to a device (or backend) the session does not run on is written as not replayed here, with
+what it needs (``Entry.scope_reason``): never reproduced, never failed.
 """
 
 from __future__ import annotations
@@ -23,19 +25,25 @@ def _entries():
     return [pytest.param(entry, id=entry.id) for entry in default_ledger().entries]
 
 
+def _evidence_case(entry: Entry) -> Case:
+    """The case of the entry's evidence: its case file, or the inventory's shape and channel axis."""
+    if "inventory" in entry.evidence:
+        spec = entry.evidence["inventory"]
+        return Case(shape=tuple(spec["shape"]), channel_axis=spec["channel_axis"], dtype="float32", x=Generator())
+    return load_case(entry.case_path)
+
+
 def _evidence_records(adapter, entry: Entry, device: str = "cpu") -> tuple[Case, list[CheckRecord]]:
     """Replay the entry's evidence on ``adapter``: the records a suite run would write for it."""
-    evidence, label, version = entry.evidence, adapter.label, adapter.version()
-    if "inventory" in evidence:
-        spec = evidence["inventory"]
-        case = Case(shape=tuple(spec["shape"]), channel_axis=spec["channel_axis"], dtype="float32", x=Generator())
+    label, version = adapter.label, adapter.version()
+    case = _evidence_case(entry)
+    if "inventory" in entry.evidence:
         counts, inventory = inventory_counts(adapter, case)
         return case, [
             count_record(run_id=None, framework=label, framework_version=version, case=case, quantity=c.quantity,
                          observed=c.observed, canonical=c.canonical, message=c.message, inventory=inventory)
             for c in counts
         ]  # fmt: skip
-    case = load_case(entry.case_path)
     if adapter.unsupported_reason(case) is not None and device in ("cpu", "gpu"):
         # evidence recorded on one device replays on the session's, where the adapter runs only there
         case = case.with_(device=device)
@@ -53,6 +61,11 @@ def _evidence_records(adapter, entry: Entry, device: str = "cpu") -> tuple[Case,
 def test_ledger_entry_reproduces(conformance, adapter, bnconf_device, entry):
     if adapter.label not in entry.match.get("framework", [adapter.label]):
         pytest.skip(f"{entry.id} is about {', '.join(entry.match['framework'])}")
+    scope = entry.scope_reason(bnconf_device, adapter.device_info())
+    if scope is not None:
+        conformance.record_ledger(adapter, _evidence_case(entry), entry_id=entry.id, reproduced=None, explained_quantities=[],
+                                  message=f"{entry.id}: {scope}", entry=entry)  # fmt: skip
+        return
     case, records = _evidence_records(adapter, entry, bnconf_device)
     explained = sorted({r.quantity for r in records if r.verdict != "pass" and entry.explains(r)})
     reproduced = bool(explained)
@@ -61,4 +74,4 @@ def test_ledger_entry_reproduces(conformance, adapter, bnconf_device, entry):
         f"its evidence shows no discrepancy it explains; update or remove the entry ({entry.source})"
     )  # fmt: skip
     conformance.record_ledger(adapter, case, entry_id=entry.id, reproduced=reproduced, explained_quantities=explained,
-                              message=message)  # fmt: skip
+                              message=message, entry=entry)  # fmt: skip
