@@ -155,6 +155,17 @@ def _check_frameworks(specs: list[str]) -> None:
             raise UsageError(str(error)) from None
 
 
+def _check_ledger() -> None:
+    """Load the ledger before any engine starts: a broken one is a one-line usage error, not an
+    internal error in every engine's process."""
+    from conformance.judging.ledger import LedgerError, default_ledger
+
+    try:
+        default_ledger()
+    except LedgerError as error:
+        raise UsageError(str(error)) from None
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from adapters.registry import FrameworkUnavailableError, UnknownFrameworkError, get_adapter
     from datamodel.limits import CaseLimits, LimitSettingError
@@ -225,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     frameworks = args.frameworks or one_off or None
     if frameworks:
         _check_frameworks(frameworks)
+    _check_ledger()
     return run_suite(frameworks=frameworks, jobs=args.jobs, device=args.device, profile=args.profile, out=args.out,
                      case_timeout=args.case_timeout, quick=args.quick)
 

@@ -107,7 +107,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "device": _device_option(config),
         "frameworks": config.getoption("--bnconf-frameworks"),
     }
-    config.stash[_SESSION_KEY] = ConformanceSession(Path(results) if results else None, run_details=details)
+    from conformance.judging.ledger import LedgerError
+
+    try:
+        config.stash[_SESSION_KEY] = ConformanceSession(Path(results) if results else None, run_details=details)
+    except LedgerError as error:  # one line naming the file and entry, not an INTERNALERROR traceback
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
