@@ -9,7 +9,7 @@ the records (and the tables ``summarize`` already builds); nothing names a frame
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from datamodel.records import CheckRecord, ResultRecord
@@ -54,12 +54,20 @@ def _data(record: CheckRecord) -> str:
     return ", ".join(words)
 
 
+def dtype_order(dtype: str) -> tuple:
+    """Sort key: half precision first, then float32 and float64, then anything else."""
+    order = ("float16", "bfloat16", "float32", "float64")
+    return (order.index(dtype) if dtype in order else len(order), dtype)
+
+
 def finding_sentences(results: list[CheckRecord]) -> list[dict[str, Any]]:
     """One plain sentence per kind of finding: unexpected ones first, then the ledger's.
 
     A kind is an engine and either its ledger entry or, for an unexpected finding, the
     property it broke; the sentence names the quantities, the worst ratio, the data of the
-    worst case and the command that replays it.
+    worst case and the command that replays it.  Each also carries the entry's ``kind`` and
+    ``severity`` (as the records say), and the data classes (most frequent first) and dtypes
+    its findings appeared on.
     """
     groups: dict[tuple, list[CheckRecord]] = defaultdict(list)
     for record in findings(results):
@@ -76,9 +84,14 @@ def finding_sentences(results: list[CheckRecord]) -> list[dict[str, Any]]:
             how_far = f"worst {number_text(worst.ratio)}× the allowed error" if numeric else "an exact mismatch"
             change = f"differs on {', '.join(quantities[:4])}{' …' if len(quantities) > 4 else ''} ({how_far})"
         where = "unexpected: not in the ledger" if unexpected else f"known: ledger entry {what}"
+        classes = Counter(r.conditioning.data_class for r in records if getattr(r, "conditioning", None) and r.conditioning.data_class)
         sentences.append({
             "framework": framework, "unexpected": unexpected, "ledger": None if unexpected else what,
             "property": worst.property, "checks": len(records),
+            "kind": next((r.known_kind for r in records if r.known_kind), None),
+            "severity": next((r.known_severity for r in records if r.known_severity), None),
+            "data_classes": [name for name, _ in classes.most_common()],
+            "dtypes": sorted({r.dtype for r in records if r.dtype}, key=dtype_order),
             "sentence": f"{framework} {change} in {len(records)} check(s), worst on {_data(worst)}; {where}.",
             "replay": worst.replay,
         })  # fmt: skip

@@ -7,6 +7,10 @@ states how many were read and rendered.  A run that did not finish (a crashed, h
 interrupted process, or records without the run's ``run_end`` record) makes the report say
 it is partial, in every output, and name the frameworks it covered.  Every record is validated against the record schema on reading; an invalid one,
 or one of another schema version, is refused with a message naming the file and line.
+
+Every output leads with the same table, a row per engine (``reports.overview``): whether it
+conforms on ordinary data, its conventions that differ from most engines, its numerical
+weaknesses, its defects, and its unexpected findings, each linked to the finding below.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from . import plots
 from .accuracy import accuracy_table, grade_text
 from .execution import execution_side_by_side
 from .headline import conventions_side_by_side, engine_property_grid, finding_sentences, parameter_counts
+from .overview import engine_overview, findings_by_engine, ledger_details, overview_markdown, overview_text
 from .summarize import (
     conventions_table,
     counted,
@@ -92,17 +97,24 @@ def partial_line(summary: dict[str, Any]) -> str:
     return f"PARTIAL RUN: the records of {', '.join(names)} end before the run finished"
 
 
+def ledger_line(summary: dict[str, Any]) -> str:
+    """The ledger's status in one sentence: entries reproduced, no longer reproducing, not replayed here."""
+    t, status = summary["totals"], summary["ledger"]
+    needs = sorted({row["message"] for row in status["not_replayed"]})
+    not_replayed = f"; {len(status['not_replayed'])} entries {' / '.join(needs)}" if needs else ""
+    return (f"ledger: {t['known']} findings explained by {len(status['reproduced'])} reproduced entries; "
+            f"{len(status['not_reproduced'])} entries no longer reproduce{not_replayed}; {t['unexpected']} unexpected findings")  # fmt: skip
+
+
 def text_summary(summary: dict[str, Any]) -> str:
-    lines = [f"{'framework':<24} {'pass':>6} {'discrepancy':>11} {'error':>6} {'unsupported':>11}"]
+    """What ``bnconf run`` prints after a run: the engine table first, the counts, and the closing line."""
+    lines = [*overview_text(summary["overview"]), ""]
+    lines.append(f"{'framework':<24} {'pass':>6} {'discrepancy':>11} {'error':>6} {'unsupported':>11}")
     for framework, counts in summary["framework_totals"].items():
         lines.append(f"{framework:<24} {counts['pass']:>6} {counts['discrepancy']:>11} {counts['error']:>6} {counts['unsupported']:>11}")
     lines.append(f"{summary['records_read']} records read, {summary['records_rendered']} results rendered")
     t = summary["totals"]
-    status = summary["ledger"]
-    lines.append(
-        f"ledger: {t['known']} findings explained by {len(status['reproduced'])} reproduced entries; "
-        f"{len(status['not_reproduced'])} entries no longer reproduce; {t['unexpected']} unexpected findings"
-    )
+    lines.append(ledger_line(summary))
     for row in summary["partial"]:
         lines.append(f"partial: {', '.join(row['frameworks'])}: {row['reason']}")
     # The closing line CI systems read: checks that passed, findings no ledger entry explains,
@@ -128,11 +140,30 @@ def _execution_markdown(tables: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _findings_markdown(grouped: list[dict[str, Any]]) -> list[str]:
+    """The findings by engine, then kind, each after the anchor the engine table links to."""
+    if not grouped:
+        return []
+    lines = ["", "## Findings by engine"]
+    for engine in grouped:
+        lines += ["", f'### <a id="{engine["anchor"]}"></a>{engine["engine"]}']
+        for group in engine["groups"]:
+            lines += ["", f'<a id="{group["anchor"]}"></a>**{group["label"]}**', ""]
+            for item in group["items"]:
+                severity = f"**{item['severity_words']}**: " if item["severity_words"] else ""
+                replay = f" `{item['replay']}`" if item["replay"] else ""
+                lines.append(f'- <a id="{item["anchor"]}"></a>{severity}{item["sentence"]}{replay}')
+    return lines
+
+
 def markdown_summary(summary: dict[str, Any]) -> str:
+    """``summary.md``: the engine table first (after a partial run's warning), then the counts."""
     t = summary["totals"]
     lines = ["# Batch-norm conformance", ""]
     if summary["partial"]:
         lines += [f"**{partial_line(summary)}.**", ""]
+    lines += [*overview_markdown(summary["overview"]), ""]
+    if summary["partial"]:
         lines += [f"- {', '.join(row['frameworks'])}: {row['reason']}" for row in summary["partial"]] + [""]
     lines += [
         f"{t['pass']} checks passed, {t['unexpected']} unexpected findings, {t['known']} known (ledger), "
@@ -156,14 +187,22 @@ def markdown_summary(summary: dict[str, Any]) -> str:
     if status["not_reproduced"]:
         lines += ["", "## Ledger entries that no longer reproduce", ""]
         lines += [f"- {e['id']} on {e['framework']} {e['version']}" for e in status["not_reproduced"]]
+    if status["not_replayed"]:
+        lines += ["", "## Ledger entries not replayed here", ""]
+        lines += [f"- {e['id']} on {e['framework']} {e['version']}: {e['message']}" for e in status["not_replayed"]]
+    lines += _findings_markdown(summary["findings_by_engine"])
     lines += ["", "Known: " + (", ".join(f"{e['id']} ({e['framework']}, {e['hits']} findings)" for e in status["reproduced"]) or "none")]
     return "\n".join(lines) + "\n"
 
 
 def render_report(
-    inputs: list[str | Path], out: str | Path, *, runs: list[dict] | None = None, profile: str | None = None
+    inputs: list[str | Path], out: str | Path, *, runs: list[dict] | None = None, profile: str | None = None,
+    ledger: Any = None,
 ) -> dict[str, Any]:
-    """Render every record of ``inputs`` into ``out``; return the summary (with file paths)."""
+    """Render every record of ``inputs`` into ``out``; return the summary (with file paths).
+
+    ``ledger`` (default: the project's) gives defects their upstream links and findings their
+    reasons; every other figure comes from the records."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = load(inputs) if inputs else []
@@ -196,6 +235,8 @@ def render_report(
         "framework_versions": [f.model_dump() for f in frameworks],
         "renderer_environment": environment(),
     }
+    summary["findings_by_engine"] = findings_by_engine(summary["findings_in_brief"], results, ledger_details(ledger))
+    summary["overview"] = engine_overview(results, summary["findings_by_engine"])
     summary["conventions_side_by_side"] = conventions_side_by_side(summary["conventions"])
     summary["parameter_counts"] = parameter_counts(summary["inventories"])
     html = _environment().get_template("report.html.j2").render(

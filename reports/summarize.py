@@ -134,7 +134,9 @@ def totals(results: list[CheckRecord]) -> dict[str, int]:
 
 
 def ledger_status(results: list[CheckRecord]) -> dict[str, list[dict]]:
-    """Ledger entries whose evidence reproduced, those that did not, and new findings."""
+    """Ledger entries whose evidence reproduced, those that did not, those not replayed here
+    (``reproduced`` ``None``: scoped to a device or backend the run lacks; neither reproduced
+    nor failed, and their message says what they need), and new findings."""
     checks = [r for r in results if isinstance(r, LedgerRecord)]
     hits = Counter((r.framework, r.known) for r in results if r.known)
     new = [r for r in findings(results) if r.known is None and not isinstance(r, LedgerRecord)]
@@ -142,7 +144,9 @@ def ledger_status(results: list[CheckRecord]) -> dict[str, list[dict]]:
         "reproduced": [{"id": r.entry_id, "framework": r.framework, "version": r.framework_version,
                         "hits": hits.get((r.framework, r.entry_id), 0)} for r in checks if r.reproduced],
         "not_reproduced": [{"id": r.entry_id, "framework": r.framework, "version": r.framework_version,
-                            "message": r.message} for r in checks if not r.reproduced],
+                            "message": r.message} for r in checks if r.reproduced is False],
+        "not_replayed": [{"id": r.entry_id, "framework": r.framework, "version": r.framework_version,
+                          "message": r.message or "not replayed here"} for r in checks if r.reproduced is None],
         "new_findings": [{"framework": r.framework, "property": r.property, "quantity": r.quantity,
                           "message": r.message, "replay": r.replay} for r in new],
     }  # fmt: skip

@@ -70,3 +70,19 @@ def test_conventions_side_by_side_reads_the_probe_records_labels():
     assert cells["running variance is fed"] == "unbiased"
     assert cells["probes"] == "all confirmed"
     assert sum(cell == "-" for cell in cells.values()) == 4  # only the labels this record lacks
+
+
+def test_a_sentence_carries_its_kind_severity_and_data():
+    from datamodel.records import Conditioning
+
+    offset = Conditioning(offset_ratio=40.0, constant_channels=0, one_value_per_channel=False, data_class="offset")
+    records = [
+        _result("e", "dx", "discrepancy", 40.0, known="e-cancellation").model_copy(update={"conditioning": offset}),
+        _result("e", "y_train", "discrepancy", 9.0, known="e-cancellation").model_copy(
+            update={"conditioning": offset, "known_kind": "numerical", "known_severity": "wrong_values"}),
+        _result("e", "y_train", "discrepancy", 3.0),
+    ]  # fmt: skip
+    unexpected, known = finding_sentences(records)
+    assert (known["kind"], known["severity"], known["data_classes"], known["dtypes"]) == (
+        "numerical", "wrong_values", ["offset"], ["float32"])  # fmt: skip
+    assert (unexpected["kind"], unexpected["severity"], unexpected["data_classes"]) == (None, None, [])

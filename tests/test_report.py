@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from overview_records import LEDGER, UPSTREAM, write_overview_run
 from report_fixtures import HOSTILE_MESSAGE, rewrite_schema, write_run
 
 from conformance.orchestration.cli import main
@@ -36,7 +38,8 @@ def test_every_kind_of_record_reaches_its_table(run_dir, tmp_path):
     summary = render_report([run_dir], tmp_path / "out")
     (inventory,) = summary["inventories"]
     assert (inventory["framework"], inventory["shape"], inventory["differences"]) == ("numpy-fake", [6, 3, 4], [])
-    assert inventory["canonical"] == {"trainable": 6, "running_statistics": 6, "total": 12}
+    canonical = inventory["canonical"]
+    assert (canonical["trainable"], canonical["running_statistics"], canonical["total"]) == (6, 6, 12)
     (conventions,) = summary["conventions"]
     assert conventions["probes"] == {"eps_placement": {"declared": "inside", "probed": "inside", "verdict": "pass"}}
     assert conventions["declared"]["ε placement"] == "inside"
@@ -83,6 +86,20 @@ def test_outputs_are_written_and_versioned(run_dir, tmp_path):
     assert "| numpy-fake:no_eps |" in markdown
     assert "Unexpected findings" in markdown
     assert summary["text"].splitlines()[-1].startswith("conformance: ")
+    # The same rows lead every output: summary.json holds them for anyone else.
+    assert [row["engine"] for row in document["overview"]["rows"]] == ["hostile-fake", "numpy-fake", "numpy-fake:no_eps"]
+    assert markdown.splitlines()[2].startswith("| engine | conforms on ordinary data |")
+    assert summary["text"].splitlines()[0].startswith("hostile-fake ")
+
+
+def test_the_findings_are_listed_by_engine_below_the_table(run_dir, tmp_path):
+    summary = render_report([run_dir], tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.index('<table id="overview">') < html.index('id="findings-by-engine"') < html.index('id="counterexamples-section"')
+    engines = {engine["engine"]: [group["kind"] for group in engine["groups"]] for engine in summary["findings_by_engine"]}
+    # The honest fake's ledger entry hit nothing but its own evidence; no record says its kind.
+    assert engines == {"hostile-fake": ["unexpected"], "numpy-fake": ["unclassified"], "numpy-fake:no_eps": ["unexpected"]}
+    assert 'id="f-numpy-fake-no_eps--unexpected"' in html
 
 
 def test_merging_keeps_every_record_attributed(tmp_path):
@@ -118,8 +135,12 @@ def test_html_in_messages_is_text(run_dir, tmp_path):
 
 
 def test_report_is_self_contained(run_dir, tmp_path):
-    render_report([run_dir], tmp_path / "out")
+    """Nothing is loaded from outside the file; the only remote addresses are links a reader may
+    follow to a defect's upstream report."""
+    render_report([run_dir, write_overview_run(tmp_path / "engines")], tmp_path / "out", ledger=LEDGER)
     html = (tmp_path / "out" / "report.html").read_text()
+    assert f'<a class="upstream" href="{UPSTREAM}">' in html
+    html = re.sub(r'<a class="upstream" href="https://[^"<>]+">[^<]*</a>', "", html)
     for remote in ("http://", "https://", "<link ", "src="):
         assert remote not in html, f"report refers to something outside itself: {remote!r}"
 

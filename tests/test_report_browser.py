@@ -1,7 +1,8 @@
 """The report in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
-It must render with no console errors, its tables must sort and filter, and an error
-message that contains HTML must show as text (and never run).  A screenshot is saved.
+It must render with no console errors, lead with the engine table (a row per engine, each
+entry a link to its finding), its tables must sort and filter, and an error message that
+contains HTML must show as text (and never run).  A screenshot is saved.
 Chromium comes from Debian's ``chromium`` package (``.ci/run`` installs it); without it, or
 without Playwright, these tests are skipped with the reason.
 """
@@ -13,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from overview_records import LEDGER, write_overview_run
 from report_fixtures import HOSTILE_MESSAGE, write_run
 
 from reports.render import render_report
@@ -29,7 +31,7 @@ if not Path(CHROMIUM).exists():
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     directory = tmp_path_factory.mktemp("browser")
-    render_report([write_run(directory / "run")], directory / "out")
+    render_report([write_run(directory / "run"), write_overview_run(directory / "engines")], directory / "out", ledger=LEDGER)
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -66,17 +68,56 @@ def _column(page, table: str, index: int) -> list[str]:
     return [cell.strip() for cell in page.locator(f"#{table} tbody tr td:nth-child({index})").all_inner_texts()]
 
 
-def test_the_report_leads_with_its_findings_in_sentences(page):
-    """The first section a reader sees: one sentence per kind of finding, unexpected ones first."""
-    first_heading = page.locator("h2").first
-    assert first_heading.inner_text() == "What this run found"
-    assert first_heading.is_visible()
-    items = page.locator("#findings-in-brief li")
-    assert items.count() > 0
-    assert "unexpected" in (items.first.get_attribute("class") or "")
+ENGINES = ["eng-a", "eng-b", "eng-c", "eng-c:compiled", "hostile-fake", "numpy-fake", "numpy-fake:no_eps"]
+
+
+def test_the_engine_table_is_the_first_thing_on_the_page(page):
+    assert page.evaluate("document.querySelector('h1').nextElementSibling.id") == "overview"
+    table = page.locator("#overview")
+    box = table.bounding_box()
+    assert table.is_visible()
+    assert box["y"] < 150  # on the first screen, right under the title
+    headings = [text.strip() for text in table.locator("thead th").all_inner_texts()]
+    assert headings == ["engine", "conforms on ordinary data", "conventions that differ from most engines",
+                        "numerical weaknesses", "defects", "unexpected findings"]  # fmt: skip
+
+
+def test_the_engine_table_has_a_row_per_engine(page):
+    names = [text.split("\n")[0].strip() for text in page.locator("#overview tbody th.engine").all_inner_texts()]
+    assert names == ENGINES
+    eng_c = page.locator("#overview tbody tr", has=page.locator("th", has_text="eng-c")).first
+    assert eng_c.locator("td.col-conventions").inner_text().strip() == "debiased average: cosmetic"
+    # Two engines against two: the line under the table names both sides, no engine's cell does.
+    assert "decay d (canonical): split (0.9: eng-a, numpy-fake; 0.99: eng-b, eng-c)" in page.locator("#majority").inner_text()
+
+
+def test_a_cells_link_goes_to_its_finding(page):
+    page.goto(page.url.split("#")[0])
+    eng_b = page.locator("#overview tbody tr", has=page.locator("th", has_text="eng-b"))
+    eng_b.locator("td.col-numerical a").first.click()
+    assert page.url.endswith("#f-eng-b--eng-b-fast-variance-cancellation")
+    target = page.locator("#f-eng-b--eng-b-fast-variance-cancellation")
+    assert "ledger entry eng-b-fast-variance-cancellation" in target.inner_text()
+    assert target.evaluate("e => e.tagName") == "LI"
+    assert target.evaluate("e => { const r = e.getBoundingClientRect(); return r.top > -2 && r.top < innerHeight; }")  # scrolled to
+    eng_c = page.locator("#overview tbody tr", has=page.locator("th", has_text="eng-c"))
+    eng_c.first.locator("td.col-unexpected a").click()
+    assert page.url.endswith("#f-eng-c--unexpected")
+    assert "not in the ledger" in page.locator("#f-eng-c--unexpected").inner_text()
+
+
+def test_the_findings_follow_the_table_by_engine_then_kind(page):
+    """Below the table: one sentence per kind of finding, grouped by engine, unexpected ones first."""
+    heading = page.locator("h2").first
+    assert heading.inner_text() == "What this run found, by engine"
+    engines = page.locator("#findings-by-engine h3").all_inner_texts()
+    assert engines == sorted(engines)
+    items = page.locator("#findings-by-engine li")
     texts = items.all_inner_texts()
     assert any(text.startswith("numpy-fake:no_eps differs on") and "unexpected" in text for text in texts), texts
-    assert all("bnconf replay" in text for text in texts if "crashed" not in text)
+    eng_b = page.locator("#f-eng-b--defect + ul li").all_inner_texts()
+    assert [text.split(":")[0] for text in eng_b] == ["NaN/inf", "less accurate"]  # most severe first
+    assert all("bnconf replay" in text for text in texts if "crashed" not in text and "ledger entry" not in text[:60])
 
 
 def test_conventions_counts_and_grid_are_compact_and_visible(page):
