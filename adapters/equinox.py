@@ -17,14 +17,25 @@ Modes, each a variant:
   ``ema_state_index``.  Warm-up: a fresh layer's first training call *replaces* the running
   statistics with the batch's, whatever the momentum; later calls update r = m·r + (1 − m)·b.
   Training normalizes with those updated running statistics, not with the batch's (the mode
-  Equinox kept for backward compatibility, patrick-kidger/equinox#659).  The case's starting
-  statistics are loaded as a trained layer's (flag false), so the update is the plain EMA.
+  Equinox kept for backward compatibility, patrick-kidger/equinox#659), and the gradients reach
+  the batch statistics through their weight 1 − m: declared ``normalization="running"``.  The
+  case's starting statistics are loaded as a trained layer's (flag false), so the update is the
+  plain EMA (``warmup="none"``).
+* ``equinox:fresh``: ``mode="ema"`` as Equinox makes the layer: first-time flag true, so the
+  first training step copies the batch statistics into the running ones and normalizes with
+  them (declared ``warmup="copy_first_batch"``); later steps are the blended EMA above.  Equinox
+  initializes ``ema_state_index`` with ``jnp.empty``, which JAX fills with zeros: inference
+  before training would divide by √ε.  The adapter loads the case's starting statistics there
+  instead, so y_eval is well defined and the reference's; training ignores them.
 * ``equinox:batch``: ``mode="batch"``, the state as Equinox itself makes it.  State: an int
   ``batch_counter`` and the hidden (mean, var) ``batch_state_index``; training normalizes with
   the batch statistics and updates h = m·h + (1 − m)·b; inference reads h / (1 − m^counter),
-  or h itself while the counter is 0 (a zero-debiased average, declared ``debiased_ema``).  A
-  fresh layer holds counter 0 and h = (0, 1); the adapter loads the case's starting
-  statistics into h at counter 0, the same form, so inference before training reads them.
+  or h itself while the counter is 0 (a debiased average, declared ``debiased_ema``).  A fresh
+  layer holds counter 0 and h = (0, 1); the adapter loads the case's starting statistics into
+  h at counter 0, the same form, so inference before training reads them and the debiasing
+  divides them too (declared ``debias_start="state"``: h starts at the loaded statistics, not
+  at 0 as zero-debiasing assumes, so the running variance after t steps carries an extra
+  m^t·h₀/(1 − m^t), 9·h₀ after one step with m = 0.9).
 * ``equinox:batch_trained``: ``mode="batch"`` loaded as a long-trained layer: counter 2⁶²,
   where m^counter underflows and 1 − m^counter is exactly 1 for every m < 1 in float64, so
   h is the average and each step is the plain EMA (declared ``ema``).
@@ -60,7 +71,7 @@ def _eqx():
 
 
 def _mode(variant: str) -> str:
-    return "ema" if variant == "" else "batch"
+    return "ema" if variant in ("", "fresh") else "batch"
 
 
 @cache
@@ -127,6 +138,8 @@ def _compiled(mode: str):
 class EquinoxAdapter(JaxEngine):
     name = "equinox"
     variants: ClassVar[dict[str, str]] = {
+        "fresh": 'mode="ema" as Equinox makes it (first-time flag set: the first step copies the batch statistics), '
+                 "the starting statistics loaded for inference before training",
         "batch": 'mode="batch" (normalizes with the batch statistics; a zero-debiased average), state as Equinox makes it: '
                  "counter 0, the starting statistics in the hidden averages",
         "batch_trained": 'mode="batch", loaded as a long-trained layer (counter 2^62: the debiasing factor is 1, '
@@ -154,6 +167,13 @@ class EquinoxAdapter(JaxEngine):
     @property
     def conventions(self) -> FrameworkConventions:
         averaging = "debiased_ema" if self.variant == "batch" else "ema"
+        reference = Conventions(
+            eps_placement="inside", running_variance="biased", averaging=averaging,
+            normalization="running" if self.mode == "ema" else "batch",
+            warmup="copy_first_batch" if self.variant == "fresh" else "none",
+            # mode="batch": the hidden averages start at the loaded statistics (debiased_ema alone reads it).
+            debias_start="state" if self.mode == "batch" else "zero",
+        )  # fmt: skip
         statistics = "ema_state_index" if self.mode == "ema" else "batch_state_index"
         return FrameworkConventions(
             momentum_name="momentum",
@@ -161,7 +181,7 @@ class EquinoxAdapter(JaxEngine):
             momentum_default=0.99,
             eps_default=1e-5,
             default_channel_axis=1,
-            reference=Conventions(eps_placement="inside", running_variance="biased", averaging=averaging),
+            reference=reference,
             parameter_names={
                 "scale": "weight",
                 "offset": "bias",
@@ -170,6 +190,7 @@ class EquinoxAdapter(JaxEngine):
             },
             eps_name="eps",
             variance_algorithm="two_pass",
+            extra_state=(("ema_first_time_index", "other") if self.mode == "ema" else ("batch_counter", "counter"),),
         )
 
     # -- primitives: the layer is a module holding the defaults plus the jitted functions ----
@@ -232,8 +253,10 @@ class EquinoxAdapter(JaxEngine):
             f"momentum={settings.momentum!r}, " if settings.momentum_given else ""
         )
         if self.mode == "ema":
+            flag = ("jnp.array(True))  # as Equinox makes it: the first step copies the batch statistics"
+                    if self.variant == "fresh" else "jnp.array(False))  # a trained layer's state: no warm-up")  # fmt: skip
             load = ("state = state.set(layer.ema_state_index, (put(running_mean), put(running_var)))\n"
-                    "state = state.set(layer.ema_first_time_index, jnp.array(False))  # a trained layer's state: no warm-up")  # fmt: skip
+                    f"state = state.set(layer.ema_first_time_index, {flag}")  # fmt: skip
             running = "current.get(layer.ema_state_index)"
         else:
             counter = TRAINED_COUNTER if self.variant == "batch_trained" else 0
@@ -297,7 +320,7 @@ def initial_arrays(variant: str, data: CaseData, spec: LayerSpec, tensor) -> dic
     statistics = (tensor(data.running_mean, spec), tensor(data.running_var, spec))
     device = next(iter(statistics[0].devices()))
     if _mode(variant) == "ema":
-        index = jnp.array(False)  # a trained layer's: no first-time warm-up
+        index = jnp.array(variant == "fresh")  # fresh: the first step copies the batch statistics; else a trained layer's
     else:
         index = jnp.array(TRAINED_COUNTER if variant == "batch_trained" else 0)
     return {

@@ -9,7 +9,10 @@ N = x.size / C values that share it:
     y  = γ · (x − μ) / (√σ² + ε) + β     (ε outside the root: the alternative placement)
 
 γ (scale) and β (offset) are vectors with one entry per channel; without affine parameters
-γ = 1 and β = 0.  In inference mode μ and σ² are replaced by given running statistics.
+γ = 1 and β = 0.  In inference mode μ and σ² are replaced by given running statistics.  A
+training step that normalizes with the running statistics it has just updated
+(``Conventions.normalization == "running"``) is ``batch_norm_blended``: μ and σ² replaced by
+μ̃ = d·r + (1 − d)·μ and ṽ = d·r_v + (1 − d)·σ², which still depend on the batch.
 
 Degenerate input is defined, not accidental:
 * a zero-variance channel gives x − μ = 0, so y = β (for ε > 0);
@@ -155,6 +158,48 @@ def batch_norm_train(
         y = np.multiply(x_hat, layout.broadcast(gamma))
         np.add(y, layout.broadcast(beta), out=y)  # y = γ·x̂ + β
     return TrainResult(y=y, mean=mean, var=var, count=layout.count(x.shape), x_hat=x_hat, scale=scale)
+
+
+@dataclass(frozen=True)
+class BlendedResult:
+    """A training step normalized with blended statistics μ̃, ṽ (all float64, per channel but ``y``/``x_hat``).
+
+    ``batch`` is the step's own ``TrainResult`` (μ, σ², N); ``mean_weight`` = ∂μ̃/∂μ and
+    ``var_weight`` = ∂ṽ/∂σ², through which the gradients reach the batch statistics.
+    """
+
+    y: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    x_hat: np.ndarray  # (x − μ̃)/s̃
+    scale: np.ndarray  # s̃ = √(ṽ + ε) or √ṽ + ε
+    batch: TrainResult
+    mean_weight: float
+    var_weight: float
+
+
+def batch_norm_blended(
+    x, gamma, beta, mean, var, batch: TrainResult, *, mean_weight: float, var_weight: float,
+    axis: int = 1, eps: float = 1e-5, eps_placement: str = "inside", dtype: str = "float64",
+) -> BlendedResult:  # fmt: skip
+    """Training-mode batch norm normalizing with ``mean``/``var`` (μ̃, ṽ), blends of the batch's statistics.
+
+    y = γ·(x − μ̃)/s̃ + β.  Unlike ``batch_norm_eval`` the statistics are not rounded to
+    ``dtype``: they are an intermediate of the step, kept in float64 like every other.
+    ``batch`` is ``batch_norm_train`` of the same ``x``; the weights are recorded for the gradients.
+    """
+    x = round_to(x, dtype)
+    layout = ChannelLayout.of(x.shape, axis)
+    gamma, beta = _affine(x.shape[layout.axis], gamma, beta, dtype)
+    mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    scale = normalizer(var, eps, eps_placement)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        x_hat = np.subtract(x, layout.broadcast(mean))
+        np.divide(x_hat, layout.broadcast(scale), out=x_hat)
+        y = np.multiply(x_hat, layout.broadcast(gamma))
+        np.add(y, layout.broadcast(beta), out=y)
+    return BlendedResult(y=y, mean=mean, var=var, x_hat=x_hat, scale=scale, batch=batch,
+                         mean_weight=float(mean_weight), var_weight=float(var_weight))  # fmt: skip
 
 
 def batch_norm_eval(

@@ -4,7 +4,9 @@
 
 1. ``y_eval``: inference mode on the first batch with the given running statistics;
 2. for each training step t: ``y_train[t]`` and the running statistics after the step,
-   ``running_mean[t]`` and ``running_var[t]``;
+   ``running_mean[t]`` and ``running_var[t]``; y is normalized with the batch's statistics, or
+   with those running statistics (``Conventions.normalization == "running"``), in which case
+   a fresh layer's first step may copy the batch's into them first (``warmup``);
 3. ``y_eval_after``: inference mode on the first batch after all training steps;
 4. ``dx``, ``dgamma``, ``dbeta``: gradients of the first training step's output for the
    upstream gradient ``dy``, at the initial parameters.
@@ -16,23 +18,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backward import gradients_of
+from .backward import blended_gradients, gradients_of
 from .conventions import Conventions
 from .dtypes import round_to
-from .forward import batch_norm_eval, batch_norm_train
-from .running import RunningStatistics
+from .forward import batch_norm_blended, batch_norm_eval, batch_norm_train
+from .running import RunningStatistics, running_variance_sample
 
 QUANTITIES = ("y_train", "running_mean", "running_var", "y_eval", "y_eval_after", "dx", "dgamma", "dbeta")
 
 
 @dataclass
 class Expected:
-    """The reference's value of each quantity (float64), plus the batch statistics behind them."""
+    """The reference's value of each quantity (float64), plus the batch statistics behind them.
+
+    ``train_means``/``train_vars``: the statistics each training step normalized with (the
+    batch's, or the updated running ones); ``train_weights``: each step's (∂μ̃/∂μ, ∂ṽ/∂σ²),
+    (1, 1) where it normalized with the batch's.  Empty lists mean "the batch's" throughout.
+    """
 
     values: dict[str, np.ndarray]
     batch_means: list[np.ndarray] = field(default_factory=list)
     batch_vars: list[np.ndarray] = field(default_factory=list)
     count: int = 0
+    train_means: list[np.ndarray] = field(default_factory=list)
+    train_vars: list[np.ndarray] = field(default_factory=list)
+    train_weights: list[tuple[float, float]] = field(default_factory=list)
+
+    def normalizing(self, step: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(μ̃, ṽ, ∂μ̃/∂μ, ∂ṽ/∂σ²) of training step ``step`` (0-based)."""
+        if not self.train_means:
+            return self.batch_means[step], self.batch_vars[step], 1.0, 1.0
+        return (self.train_means[step], self.train_vars[step], *self.train_weights[step])
 
 
 def simulate(
@@ -67,7 +83,10 @@ def simulate(
         decay=0.0 if decay is None else decay,
         mode=conventions.averaging,
         estimator=conventions.running_variance,
+        debias_start=conventions.debias_start,
+        warmup=conventions.warmup,
     )
+    blend = conventions.normalization == "running"
     values: dict[str, np.ndarray] = {}
 
     def evaluate() -> np.ndarray:
@@ -81,13 +100,20 @@ def simulate(
     first_forward = None
     for batch in batches:
         forward = batch_norm_train(batch, gamma, beta, **common)
-        if first_forward is None:  # the gradients are the first step's
-            first_forward = forward
-        outputs.append(forward.y)
         result.batch_means.append(forward.mean)
         result.batch_vars.append(forward.var)
         result.count = forward.count
         stats.update(forward.mean, forward.var, forward.count)
+        if blend:  # normalize with the running statistics this step has just updated
+            var_weight = float(running_variance_sample(np.float64(stats.batch_weight), forward.count, stats.estimator))
+            forward = batch_norm_blended(batch, gamma, beta, stats.mean, stats.var, forward, mean_weight=stats.batch_weight,
+                                         var_weight=var_weight, **common)  # fmt: skip
+            result.train_means.append(forward.mean)
+            result.train_vars.append(forward.var)
+            result.train_weights.append((forward.mean_weight, forward.var_weight))
+        if first_forward is None:  # the gradients are the first step's
+            first_forward = forward
+        outputs.append(forward.y)
         means.append(stats.mean)
         variances.append(stats.var)
     values["y_train"] = np.stack(outputs)
@@ -95,7 +121,8 @@ def simulate(
         values["running_mean"] = np.stack(means)
         values["running_var"] = np.stack(variances)
     values["y_eval_after"] = evaluate()
-    gradients = gradients_of(first_forward, first, gamma, dy, axis=axis, eps_placement=conventions.eps_placement, dtype=dtype)
+    backward = blended_gradients if blend else gradients_of
+    gradients = backward(first_forward, first, gamma, dy, axis=axis, eps_placement=conventions.eps_placement, dtype=dtype)
     values["dx"] = gradients.dx
     if gamma is not None:
         values["dgamma"] = gradients.dgamma

@@ -18,7 +18,11 @@ engine is, not whether it is allowed.
   accumulate in float32, as the frameworks do) and float64 for float64; the batch variance
   takes two passes, mean((x − μ)²), each a pairwise sum (NumPy's reduction along a
   contiguous axis); every output and every stored running statistic is rounded to the case's
-  dtype.  Its formulas are the reference's: ``batch_statistics`` and ``normalizer`` from
+  dtype; a step that normalizes with the running statistics it has just updated
+  (``Conventions.normalization == "running"``) normalizes with them as stored in the case's
+  dtype, and its gradients pass through their weights w, w_v in the working dtype
+  (``reference.backward.blended_gradients``' expression).  Its formulas are the reference's:
+  ``batch_statistics`` and ``normalizer`` from
   ``reference.forward`` run as they are in the working dtype, the running update is
   ``reference.running.RunningStatistics`` (its arithmetic in float64, rounded to the dtype
   when stored, which is within the floor below), and y and the gradients are the reference's
@@ -42,10 +46,12 @@ growth of its sums (the growth is what the stable emulation measures, and the of
 (N − 1)·u·|μ| is what makes the bound wide):
 
     y (training; inference)   |γ|·(|x| + |μ|)/s + |β|, with the statistics that normalize
+                              (in training the batch's, or the running ones just updated)
                               (storing μ alone moves y by u·|γ|·|μ|/s: on data whose mean
                               dwarfs its spread that, not |y|, is the scale)
     running statistics        |r_t| + |b_t|, the stored statistic and the batch's
-    dx                        |γ|/s·(|dy| + |mean dy| + (|x| + |μ|)/s·|mean(dy·x̂)|)
+    dx                        |γ|/s·(|dy| + |mean dy| + (|x| + |μ|)/s·|mean(dy·x̂)|), μ and s the
+                              normalizing ones (x̂ = (x − μ̃)/s̃ with blended statistics)
     dγ                        max|dy·x̂| + |Σ dy|·max(|x| + |μ|)/s + |dγ|   (μ's rounding shifts every x̂ alike)
     dβ                        max|dy| + |dβ|
 
@@ -168,11 +174,8 @@ class _Stable:
                 return self.output(self.normalize(first, *batch_statistics(first, _FLAT)))
             return self.output(self.normalize(first, stats.mean.astype(self.dt), stats.var.astype(self.dt)))
 
-        stats = RunningStatistics(
-            mean=self.stored(data.running_mean), var=self.stored(data.running_var),
-            decay=0.0 if inputs.decay is None else inputs.decay, mode=conventions.averaging,
-            estimator=conventions.running_variance,
-        )  # fmt: skip
+        stats = self.running_statistics()
+        blended = conventions.normalization == "running"
         if "y_eval" in wanted:
             values["y_eval"] = evaluate(stats)
         if set(wanted) & set(PHASE_QUANTITIES["training"]):
@@ -180,9 +183,11 @@ class _Stable:
             for batch in data.batches:
                 x = self.flat(batch)
                 mean, var = batch_statistics(x, _FLAT)
-                outputs.append(self.output(self.normalize(x, mean, var)))
                 stats.update(mean.astype(np.float64), var.astype(np.float64), x.shape[1])
                 stats.mean, stats.var = self.stored(stats.mean), self.stored(stats.var)  # kept in the case's dtype
+                if blended:  # normalized with the running statistics just updated, as stored
+                    mean, var = stats.mean.astype(self.dt), stats.var.astype(self.dt)
+                outputs.append(self.output(self.normalize(x, mean, var)))
                 means.append(stats.mean)
                 variances.append(stats.var)
             values["y_train"] = np.stack(outputs)
@@ -193,6 +198,15 @@ class _Stable:
             values.update(self.gradients(first))
         return values
 
+    def running_statistics(self) -> RunningStatistics:
+        """The running statistics as loaded (stored in the case's dtype), under the declared conventions."""
+        inputs, data, conventions = self.inputs, self.inputs.data, self.inputs.conventions
+        return RunningStatistics(
+            mean=self.stored(data.running_mean), var=self.stored(data.running_var),
+            decay=0.0 if inputs.decay is None else inputs.decay, mode=conventions.averaging,
+            estimator=conventions.running_variance, debias_start=conventions.debias_start, warmup=conventions.warmup,
+        )  # fmt: skip
+
     def gradients(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """dβ = Σ dy, dγ = Σ dy·x̂ and ``reference.backward``'s dx, in the working dtype.
 
@@ -200,19 +214,33 @@ class _Stable:
         is evaluated as ((g − mean(g)) − x̂·mean(g·x̂)·2·s′·s)/s: the same expression with
         x − μ = s·x̂, which keeps N·s² (beyond float32's range near overflow) out of it.  With
         ε inside the root 2·s′·s = 1 and this is the textbook (g − mean(g) − x̂·mean(g·x̂))/s.
+
+        Normalized with the running statistics just updated (μ̃, ṽ, stored in the case's dtype, and
+        their weights w, w_v, ``reference.backward.blended_gradients``): x̃ = (x − μ̃)/s̃ takes x̂'s
+        place in mean(g·x̃) and dγ, z = (x − μ)/s̃ multiplies it, and
+        dx = (g − w·mean(g) − w_v·z·mean(g·x̃)·2·s̃′·s̃)/s̃.
         """
         data = self.inputs.data
         dy = self.flat(data.dy)
         mean, var = batch_statistics(x, _FLAT)
-        s = self.scale(var)[:, None]
-        x_hat = (x - self.column(mean)) / s
+        weight = var_weight = self.dt(1.0)
+        normalizing_mean, normalizing_var = mean, var
+        if self.inputs.conventions.normalization == "running":
+            stats = self.running_statistics()
+            stats.update(mean.astype(np.float64), var.astype(np.float64), x.shape[1])
+            normalizing_mean, normalizing_var = self.stored(stats.mean).astype(self.dt), self.stored(stats.var).astype(self.dt)
+            weight = self.dt(stats.batch_weight)
+            var_weight = self.dt(running_variance_sample(np.float64(stats.batch_weight), x.shape[1], stats.estimator))
+        s = self.scale(normalizing_var)[:, None]
+        x_hat = (x - self.column(normalizing_mean)) / s
+        centred = (x - self.column(mean)) / s  # x̂ itself under batch normalization
         g = dy * self.gamma
-        g_mean = np.mean(g, axis=1, keepdims=True)
-        gx_mean = np.mean(g * x_hat, axis=1, keepdims=True)
+        g_mean = weight * np.mean(g, axis=1, keepdims=True)
+        gx_mean = var_weight * np.mean(g * x_hat, axis=1, keepdims=True)
         if self.inputs.conventions.eps_placement == "inside":
-            dx = (g - g_mean - x_hat * gx_mean) / s
+            dx = (g - g_mean - centred * gx_mean) / s
         else:  # s′ = 1/(2√σ²): 2·s′·s = s/√σ²
-            dx = (g - g_mean - x_hat * gx_mean * (s / np.sqrt(var.astype(self.dt))[:, None])) / s
+            dx = (g - g_mean - centred * gx_mean * (s / np.sqrt(normalizing_var.astype(self.dt))[:, None])) / s
         result = {"dx": self.output(dx)}
         if data.gamma is not None:
             result["dgamma"] = self.stored(np.sum(dy * x_hat, axis=1))
@@ -286,7 +314,8 @@ class _Scales:
         return self._y(self.inputs.data.batches[0], *self._inference_statistics(after=True))
 
     def y_train(self) -> np.ndarray:
-        steps = zip(self.inputs.data.batches, self.expected.batch_means, self.expected.batch_vars, strict=False)
+        """With the statistics each step normalized with: the batch's, or the running ones just updated."""
+        steps = [(x, *self.expected.normalizing(step)[:2]) for step, x in enumerate(self.inputs.data.batches)]
         return np.stack([self._y(x, mean, var) for x, mean, var in steps])
 
     def running_mean(self) -> np.ndarray:
@@ -302,7 +331,7 @@ class _Scales:
     def _gradient_operands(self):
         bc, axes = self.layout.broadcast, self.layout.reduced_axes
         x, dy = self.inputs.data.batches[0], self.inputs.data.dy
-        mean, var = self.expected.batch_means[0], self.expected.batch_vars[0]
+        mean, var, _, _ = self.expected.normalizing(0)  # the batch's, or the blended statistics
         s = bc(self._scale(var))
         x_hat = (x - bc(mean)) / s
         reach = (np.abs(x) + bc(np.abs(mean))) / s  # what storing x − μ costs x̂, in units of u

@@ -34,6 +34,29 @@ First-order bounds, per channel (M₁ = mean|x|, x̂ = (x − μ)/s):
 
 (ḡ = mean(dy), ḡx̂ = mean(dy·x̂), m = mean over the channel.)
 
+**Debiased averages** (``averaging="debiased_ema"``) are followed through their accumulator
+a_t = d·a_{t−1} + (1 − d)·b_t, which errs as an EMA does (from a_0 = 0, or from the loaded
+statistics with ``debias_start="state"``), and r_t = a_t/c_t with c_t = 1 − d^t:
+
+    Δr_t = Δa_t/c_t + |r_t|·(Δc/c + u),   Δc/c = u·((t + 2)·d^t/c_t + 1)
+
+(the decay rounded to the working dtype, |δd| ≤ u·d, moves d^t by t·u·d^t; the power and the
+subtraction round once each).  Near d = 1 the division amplifies: at d = 0.99 a correct float32
+layer's r_1 may err by 300·u relatively, and Equinox's ``mode="batch"``, whose accumulator
+starts at the loaded statistics, does.
+
+**Blended normalization** (``normalization="running"``): a training step normalizes with the
+running statistics it has just updated, μ̃ = r_t and ṽ = r_v,t.  Their errors are the running
+statistics' own Δr_t above, d·Δr_{t−1} + (1 − d)·Δb_t + the update's roundings (the first step
+of a fresh layer that copies its batch, ``warmup="copy_first_batch"``: Δb_1 plus the roundings),
+so Δy is the inference-mode bound with μ̃, ṽ erring by Δr_t (x̃ = (x − μ̃)/s̃ is not bounded by √N,
+and Δs̃/s̃ is the beyond-first-order bound of an independent variance).  The gradients are
+those of ``reference.backward.blended_gradients``, dx = γ/s̃·[dy − w·ḡ − w_v·z·ḡx̃] with
+z = (x − μ)/s̃ and the weights w = ∂μ̃/∂μ, w_v = ∂ṽ/∂σ²; their bound is Δdx above with x̂ → x̃
+in ḡx̃ and dγ, x̂ → z (with Δz from Δμ and Δs̃) where the batch mean centres, and the sums'
+terms times their weights (``gradient_errors``).  With d = 0 every bound is batch
+normalization's, bit for bit.
+
 **Underflow.**  Underflow adds absolute terms: the standard model with underflow is
 fl(a ∘ b) = (a ∘ b)(1 + δ) + η with δ·η = 0, where η ≠ 0 only if the result lies below the
 smallest normal number η_min of the dtype it is rounded to; |η| ≤ η_sub/2 (half the
@@ -127,7 +150,7 @@ the proof that broken implementations still fail.
 
 In the code each family has its own function: ``batch_statistic_errors`` (Δμ, Δσ²),
 ``normalized_errors`` (Δx̂) and ``output_errors`` (Δy), ``running_statistic_errors``,
-``inference_errors`` and ``gradient_errors``; ``allowed_errors`` composes them, adds the
+``blended_output_errors``, ``inference_errors`` and ``gradient_errors``; ``allowed_errors`` composes them, adds the
 underflow floor and applies ``SAFETY``.  s is the reference's own ``normalizer``.
 
 Non-finite values are not toleranced: NaN and ±inf must appear exactly where the reference
@@ -245,7 +268,10 @@ def _finite_inputs(inputs: ToleranceInputs, expected: Expected) -> tuple[Toleran
                      running_mean=finite(data.running_mean), running_var=finite(data.running_var), dy=finite(data.dy))  # fmt: skip
     values = {name: finite(value) for name, value in expected.values.items()}
     return replace(inputs, data=clean), Expected(values=values, batch_means=[finite(m) for m in expected.batch_means],
-                                                 batch_vars=[finite(v) for v in expected.batch_vars], count=expected.count)  # fmt: skip
+                                                 batch_vars=[finite(v) for v in expected.batch_vars], count=expected.count,
+                                                 train_means=[finite(m) for m in expected.train_means],
+                                                 train_vars=[finite(v) for v in expected.train_vars],
+                                                 train_weights=list(expected.train_weights))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -392,12 +418,45 @@ def training_output_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: 
     return output_errors(model, x_hat, dx_hat, x, mean), (dmean, dvar, dx_hat, x_hat)
 
 
+def blended_output_errors(model: _Model, x: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                          running: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, tuple]:  # fmt: skip
+    """Δy of a training step normalized with the running statistics it has just updated.
+
+    ``mean``/``var`` are μ̃ = r_t and ṽ = r_v,t, which err by ``running`` (Δr_t of the mean and
+    the variance, ``running_statistic_errors``: d·Δr_{t−1} + (1 − d)·Δb_t + the update's
+    roundings).  They are not the batch's own, so x̃ is not bounded by √N and Δs/s takes the
+    beyond-first-order bound of an independent variance.  Returns Δy and ``(Δμ̃, Δṽ, Δx̃, x̃)``.
+    """
+    dmean, dvar = running
+    dx_hat, x_hat = normalized_errors(model, x, mean, dmean, var, dvar, independent=True)
+    return output_errors(model, x_hat, dx_hat, x, mean), (dmean, dvar, dx_hat, x_hat)
+
+
 def _update_weights(model: _Model, step: int) -> tuple[float, float]:
-    """(a_t, w_t) of r_t = a_t·r_{t−1} + w_t·b_t: the reference's ``RunningStatistics.update`` as weights."""
-    if model.inputs.conventions.averaging == "cumulative":
+    """(a_t, w_t) of r_t = a_t·r_{t−1} + w_t·b_t: the reference's ``RunningStatistics.update`` as weights.
+
+    For a debiased EMA these are the weights of its accumulator (``running_statistic_errors``).
+    """
+    conventions = model.inputs.conventions
+    if conventions.warmup == "copy_first_batch" and step == 1:  # r_1 = b_1
+        return 0.0, 1.0
+    if conventions.averaging == "cumulative":
         return 1.0 - 1.0 / step, 1.0 / step
     keep = model.inputs.decay
     return keep, 1.0 - keep
+
+
+def debiasing_error(model: _Model, step: int) -> float:
+    """Relative error of the computed 1 − d^t, or ``None`` where d^t = 1 (d = 1: no division).
+
+    The decay is rounded to the working dtype (|δd| ≤ u·d, so δ(d^t) ≤ t·u·d^t), the power
+    rounds once more and the subtraction once: Δc/c ≤ u·((t + 2)·d^t/(1 − d^t) + 1).
+    """
+    power = model.inputs.decay**step
+    correction = 1.0 - power
+    if correction == 0.0:
+        return None
+    return model.u * ((step + 2) * power / correction + 1.0)
 
 
 def _variance_factor(count: int, estimator: str) -> float:
@@ -425,12 +484,19 @@ def running_statistic_errors(model: _Model, expected: Expected,
                              statistics: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
     """Δ of the running mean and variance after each training step (see the module docstring).
 
-    ``statistics``: each step's (Δμ, Δσ²), from ``batch_statistic_errors``.
+    ``statistics``: each step's (Δμ, Δσ²), from ``batch_statistic_errors``.  A debiased EMA is
+    followed through its accumulator a_t = d·a_{t−1} + (1 − d)·b_t (from 0, or from the loaded
+    statistics with ``debias_start="state"``), which errs like an EMA, and then divided:
+    Δr_t = Δa_t/c_t + |r_t|·(Δc/c + u) with c_t = 1 − d^t (``debiasing_error``).
     """
     data, u = model.inputs.data, model.u
+    conventions = model.inputs.conventions
+    debiased = conventions.averaging == "debiased_ema"
     r_mean, r_var = np.abs(data.running_mean), np.abs(data.running_var)
+    if debiased and conventions.debias_start == "zero":
+        r_mean, r_var = np.zeros(model.channels), np.zeros(model.channels)
     d_mean = d_var = np.zeros(model.channels)
-    factor = _variance_factor(expected.count, model.inputs.conventions.running_variance)
+    factor = _variance_factor(expected.count, conventions.running_variance)
     mean_tols, var_tols = [], []
     steps = zip(expected.batch_means, expected.batch_vars, statistics, strict=False)
     for step, (mean, var, (dmean, dvar)) in enumerate(steps, 1):
@@ -446,11 +512,20 @@ def running_statistic_errors(model: _Model, expected: Expected,
         # be flushed to zero where it is that small (``stored_underflow``).
         d_mean = keep * d_mean + weight * dmean + u * (r_mean + np.abs(mean) + new_mean)
         d_var = keep * d_var + weight * dvar * factor + u * (r_var + sample_var + new_var)
-        d_mean = d_mean + stored_underflow(model, stored_mean, d_mean)
-        d_var = d_var + stored_underflow(model, stored_var, d_var)
         r_mean, r_var = new_mean, new_var
-        mean_tols.append(d_mean)
-        var_tols.append(d_var)
+        relative = debiasing_error(model, step) if debiased else None
+        if relative is None:  # the stored statistic is the average itself
+            d_mean = d_mean + stored_underflow(model, stored_mean, d_mean)
+            d_var = d_var + stored_underflow(model, stored_var, d_var)
+            mean_tols.append(d_mean)
+            var_tols.append(d_var)
+            continue
+        # Debiased: the stored accumulator c·r_t may underflow; r_t = a_t/c adds the division's errors.
+        correction = 1.0 - model.inputs.decay**step
+        d_mean = d_mean + stored_underflow(model, _nan_safe(stored_mean) * correction, d_mean)
+        d_var = d_var + stored_underflow(model, _nan_safe(stored_var) * correction, d_var)
+        mean_tols.append(d_mean / correction + np.abs(_nan_safe(stored_mean)) * (relative + u))
+        var_tols.append(d_var / correction + np.abs(_nan_safe(stored_var)) * (relative + u))
     return mean_tols, var_tols
 
 
@@ -470,18 +545,38 @@ def inference_errors(model: _Model, expected: Expected, mean, dmean, var, dvar, 
     return output_errors(model, x_hat, dx_hat, first, mean)
 
 
-def gradient_errors(model: _Model, expected: Expected, normalized: tuple) -> dict[str, np.ndarray]:
+def gradient_errors(model: _Model, expected: Expected, normalized: tuple,
+                    first_statistics: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Δdβ, Δdγ and Δdx of the first training step (see the module docstring).
 
-    ``normalized`` is the first batch's ``(dmean, dvar, dx_hat, x_hat)``, which the training
-    output of step 1 computes too (``training_output_errors``).  Arrays the
+    ``normalized`` is the first step's ``(dmean, dvar, dx_hat, x_hat)`` of the statistics it
+    normalizes with, which the training output of step 1 computes too
+    (``training_output_errors``, ``blended_output_errors``).  Arrays the
     size of the input are few buffers reused in place; each sum is taken once, and a per-channel
     mean is that sum divided by N, as ``np.mean`` computes it.
+
+    Blended statistics (μ̃, ṽ with weights w = ∂μ̃/∂μ, w_v = ∂ṽ/∂σ²; ``first_statistics`` is the
+    batch's (Δμ, Δσ²)): dx = γ/s̃·[dy − w·ḡ − w_v·z·ḡx̃] with x̃ = (x − μ̃)/s̃ and z = (x − μ)/s̃
+    (ε inside), so the bound is the one above with x̂ → x̃ in ḡx̃ and in dγ, x̂ → z where the batch
+    mean centres, and the weights on the terms they multiply:
+
+        Δdx = |γ|/s̃·[u·(|dy| + |ḡ| + |z|·|ḡx̃|) + u_acc·f(N)·(w·m|dy| + w_v·|z|·m|dy·x̃|)
+              + w_v·(Δz·|ḡx̃| + |z|·m(|dy|·Δx̃))] + |dx|·(Δs̃/s̃ + u) + η_acc·(…)
+
+    The u terms are not weighted: the weight itself, computed from the decay rounded to the
+    working dtype, errs by u·d ≤ u in absolute terms.  With w = w_v = 1 and μ̃ = μ it is the
+    batch-normalization bound, bit for bit.
     """
     bc, u, u_acc = model.layout.broadcast, model.u, model.u_acc
-    x, mean, var = model.inputs.data.batches[0], expected.batch_means[0], expected.batch_vars[0]
+    x, mean = model.inputs.data.batches[0], expected.batch_means[0]
+    _, var, mean_weight, var_weight = expected.normalizing(0)
+    blended = model.inputs.conventions.normalization == "running"
     f = growth(expected.count)
     _, dvar, dx_hat, x_hat = normalized
+    if blended:  # z = (x − μ)/s̃, centred by the batch mean, scaled by the blended s̃
+        centred_error, centred = normalized_errors(model, x, mean, first_statistics[0], var, dvar, independent=True)
+    else:
+        centred_error, centred = dx_hat, x_hat
     dy = model.inputs.data.dy  # finite: ``_finite_inputs`` set its non-finite entries to 0
     both = model.per_channel_sum_and_mean
     sum_dy, mean_dy = both(dy)
@@ -498,24 +593,24 @@ def gradient_errors(model: _Model, expected: Expected, normalized: tuple) -> dic
     s = bc(model.scale(var))
     g_mean = bc(np.abs(mean_dy))
     gx_mean = bc(np.abs(mean_dy_xhat))
-    abs_x_hat = np.abs(x_hat)
-    # inner = u·(|dy| + |ḡ| + |x̂|·|ḡx̂|) + u_acc·f(N)·(m|dy| + |x̂|·m|dy·x̂|) + Δx̂·|ḡx̂| + |x̂|·m(|dy|·Δx̂)
+    abs_x_hat = np.abs(centred)  # |z|; |x̂| itself under batch normalization
+    # inner = u·(|dy| + |ḡ| + |z|·|ḡx̃|) + u_acc·f(N)·(w·m|dy| + w_v·|z|·m|dy·x̃|) + w_v·(Δz·|ḡx̃| + |z|·m(|dy|·Δx̃))
     inner = np.add(abs_dy, g_mean)
     inner += np.multiply(abs_x_hat, gx_mean, out=work)
     inner *= u
-    term = np.multiply(abs_x_hat, bc(mean_abs_dy_xhat), out=work)
-    term += bc(mean_abs_dy)
+    term = np.multiply(abs_x_hat, bc(var_weight * mean_abs_dy_xhat), out=work)
+    term += bc(mean_weight * mean_abs_dy)
     term *= u_acc * f
     inner += term
-    inner += np.multiply(dx_hat, gx_mean, out=work)
-    inner += np.multiply(abs_x_hat, bc(mean_dy_dxhat), out=work)
-    scale_error = bc(relative_scale_error(model, var, dvar))
+    inner += np.multiply(centred_error, var_weight * gx_mean, out=work)
+    inner += np.multiply(abs_x_hat, bc(var_weight * mean_dy_dxhat), out=work)
+    scale_error = bc(relative_scale_error(model, var, dvar, independent=blended))
     # Flush-to-zero of the per-channel factors: γ/s of the form γ/s·[dy − ḡ − x̂·ḡx̂], or a, b, c
     # of the folded form dx = a·dy + b·(x − μ) + c.  b = −γ·ḡx̂/s² underflows first, and only
     # where its computed value may lie below η_acc: its value less SAFETY times its error (ḡx̂
     # errs by Δdγ/N, s by Δs/s).
     gx_error = bc(allowed["dgamma"]) / expected.count
-    b_lowest = bc(np.abs(model.gamma)) * np.maximum(gx_mean - SAFETY * gx_error, 0.0) / (s * s * (1.0 + SAFETY * scale_error) ** 2)
+    b_lowest = bc(np.abs(model.gamma) * var_weight) * np.maximum(gx_mean - SAFETY * gx_error, 0.0) / (s * s * (1.0 + SAFETY * scale_error) ** 2)
     flushed = np.add(abs_dy, g_mean, out=abs_dy)  # η_acc·(|dy| + |ḡ| + |x̂|·|ḡx̂| + |x − μ|_b)
     del abs_dy
     flushed += np.multiply(abs_x_hat, gx_mean, out=work)
@@ -551,15 +646,22 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
         statistics = [batch_statistic_errors(model, x, mean, var, expected.count) for x, mean, var in steps]
         # Inference mode with the given running statistics (exact inputs).
         allowed = {"y_eval": inference_errors(model, expected, data.running_mean, zero, data.running_var, zero, statistics[0])}
+        if inputs.conventions.tracks_running_stats:
+            mean_tols, var_tols = running_statistic_errors(model, expected, statistics)
+        blended = inputs.conventions.normalization == "running"
         y_train = first_normalized = None
         for step, ((x, mean, var), errors) in enumerate(zip(steps, statistics, strict=True)):
-            step_allowed, normalized = training_output_errors(model, x, mean, var, errors)
+            if blended:  # normalized with the running statistics after the step, which err by Δr_t
+                blend_mean, blend_var, _, _ = expected.normalizing(step)
+                step_allowed, normalized = blended_output_errors(model, x, blend_mean, blend_var,
+                                                                 (mean_tols[step], var_tols[step]))  # fmt: skip
+            else:
+                step_allowed, normalized = training_output_errors(model, x, mean, var, errors)
             if y_train is None:
                 y_train, first_normalized = np.empty((len(steps), *step_allowed.shape)), normalized
             y_train[step] = step_allowed
         allowed["y_train"] = y_train
         if inputs.conventions.tracks_running_stats:
-            mean_tols, var_tols = running_statistic_errors(model, expected, statistics)
             allowed["running_mean"] = np.stack(mean_tols)
             allowed["running_var"] = np.stack(var_tols)
             final_mean = _nan_safe(expected.values["running_mean"][-1])
@@ -568,7 +670,7 @@ def allowed_errors(inputs: ToleranceInputs, expected: Expected, safety: float = 
             allowed["y_eval_after"] = inference_errors(model, expected, *after, statistics[0])
         else:
             allowed["y_eval_after"] = allowed["y_eval"]
-        allowed.update(gradient_errors(model, expected, first_normalized))
+        allowed.update(gradient_errors(model, expected, first_normalized, statistics[0]))
         del first_normalized
         # safety·(bound + floor), in place, once per array (y_eval_after may be y_eval itself).
         floor = underflow_floor(inputs.dtype, expected.count)

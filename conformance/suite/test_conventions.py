@@ -7,7 +7,10 @@ different numbers:
   predicts 0.2·μ, the inverted one 0.8·μ;
 * running-variance estimator: one step with decay 0 over N = 4 values; biased σ² vs 4/3·σ²;
 * ε placement: variance 1 and ε = 1; inside divides by √2, outside by 2;
-* ε default: variance 1e-6, so y reveals √(σ² + ε) and hence ε;
+* ε default: variance 1e-6, so y reveals √(σ² + ε) and hence ε; the starting running
+  statistics are the batch's own (mean 0, variance 1e-6), so a framework that normalizes
+  with the running statistics it has just updated (``normalization="running"``) reveals the
+  same √(1e-6 + ε);
 * momentum default: one step from a zero running mean with the framework's default.
 
 The candidates' numbers are the reference's (``conformance.judging.check.expected_values``)
@@ -217,7 +220,8 @@ def test_eps_placement(conformance, adapter, bnconf_device):
 
 def test_eps_default(conformance, adapter, bnconf_device):
     values = [[-1e-3, 1e-3, -1e-3, 1e-3]]  # variance 1e-6: y = x/√(1e-6 + ε) reveals ε
-    case = _case(adapter, bnconf_device, values, eps=None)
+    # Running statistics equal to the batch's: a blend d·r + (1 − d)·b normalizes with them too.
+    case = _case(adapter, bnconf_device, values, eps=None, running_var=np.array([1e-6]))
     settings = adapter.settings(case)
     inside = settings.conventions.eps_placement == "inside"
 
