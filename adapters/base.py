@@ -1,7 +1,9 @@
 """The adapter protocol: what every framework adapter declares and does.
 
 An adapter drives one framework's batch-norm layer.  It declares, as data, what it can run
-(``Capabilities``) and the conventions it follows (``FrameworkConventions``), and supplies a
+(``Capabilities``) and the conventions it follows (``FrameworkConventions``: among them the
+state the layer keeps beyond γ, β and the running statistics, ``StateVariable``, and the
+shape it stores them in, ``VARIABLE_SHAPES``), and supplies a
 handful of primitives (build a layer, load its state, a forward pass, its running
 statistics, a vector-Jacobian product).  The protocol itself (reset, inference, the training
 steps, training then inference, gradients) runs once, here, in ``Adapter.run``, which returns
@@ -28,7 +30,62 @@ from datamodel.quantities import PHASE_QUANTITIES, PHASES
 from reference import Conventions
 
 ROLES = ("scale", "offset", "running_mean", "running_variance", "counter", "other")
+#: The roles of the canonical variables: γ, β and the two running statistics, one value per channel each.
+PER_CHANNEL_ROLES = ROLES[:4]
 MOMENTUM_FORMS = ("new_weight", "old_weight")
+#: How a layer stores γ, β and each per-channel statistic, for inputs of rank r with the channels on axis a.
+VARIABLE_SHAPES = {
+    "per_channel": "(C,)",
+    "broadcast": "the input's rank, 1 on every reduced axis: (1, C, 1, 1) for an (N, C, H, W) input",
+    "virtual_batch_broadcast": "broadcast with one more leading axis for the virtual batches: (1, 1, C, 1, 1) "
+                               "for an (N, C, H, W) input",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StateVariable:
+    """A variable the layer keeps beyond γ, β and the two running statistics, as declared.
+
+    ``size`` values (a scalar counter: 1), or ``size`` values per channel with ``per_channel``
+    (stored in the declared variable shape, like the running statistics).
+    """
+
+    name: str  # as the adapter's ``inventory`` names it
+    role: str  # "counter" or "other"
+    size: int = 1
+    per_channel: bool = False
+    trainable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES or self.role in PER_CHANNEL_ROLES:
+            raise ValueError(f"extra state {self.name!r}: role must be one of {ROLES[4:]}, got {self.role!r}")
+        if self.size < 1:
+            raise ValueError(f"extra state {self.name!r}: size must be at least 1, got {self.size}")
+
+    def values(self, channels: int) -> int:
+        """How many values it holds in a layer over ``channels`` channels."""
+        return self.size * channels if self.per_channel else self.size
+
+    def describe(self) -> str:
+        """``"num_batches_tracked (counter, 1 value)"``, ``"mean_ema/hidden (other, C values)"``."""
+        count = (f"{self.size}·C" if self.size > 1 else "C") if self.per_channel else str(self.size)
+        plural = "" if count == "1" else "s"
+        return f"{self.name} ({self.role}, {count} value{plural}{', trainable' if self.trainable else ''})"
+
+
+@dataclass(frozen=True)
+class DeclaredCounts:
+    """The values a layer over C channels holds: canonical (2·C γ, β and 2·C running statistics,
+    none without running statistics) plus its declared extra state."""
+
+    trainable: int
+    non_trainable: int
+    running_statistics: int
+    extra_state: int  # trainable or not
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.non_trainable
 
 
 @dataclass(frozen=True)
@@ -98,6 +155,40 @@ class FrameworkConventions:
     #: how the batch variance is computed: "two_pass" (mean of squared deviations) or
     #: "fast" (E[x²] − E[x]², cheaper but cancels catastrophically when |μ| ≫ σ)
     variance_algorithm: str = "two_pass"
+    #: The state the layer keeps beyond γ, β and the two running statistics (PyTorch's
+    #: ``num_batches_tracked``, say): the inventory property expects it in the counts, and
+    #: checks the layer really creates it.  Each a ``StateVariable``, or its fields in order
+    #: (``("batch_counter", "counter")``).
+    extra_state: tuple[StateVariable, ...] = ()
+    #: how γ, β and the per-channel statistics are stored: a key of ``VARIABLE_SHAPES``
+    variable_shape: str = "per_channel"
+    #: The formulas as the framework's own documentation (an operator's specification) states
+    #: them, verbatim, in its own names: what ``bnconf explain`` quotes beside the canonical forms.
+    documented_forms: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.variable_shape not in VARIABLE_SHAPES:
+            raise ValueError(f"variable_shape must be one of {tuple(VARIABLE_SHAPES)}, got {self.variable_shape!r}")
+        state = tuple(v if isinstance(v, StateVariable) else StateVariable(*v) for v in self.extra_state)
+        names = [v.name for v in state]
+        if len(set(names)) != len(names):
+            raise ValueError(f"extra state names must be distinct, got {names}")
+        object.__setattr__(self, "extra_state", state)  # frozen: normalized once, here
+
+    def stored_shape(self, rank: int, axis: int, channels: int) -> tuple[int, ...]:
+        """The shape of γ, β and each per-channel statistic for a rank-``rank`` input with the channels on ``axis``."""
+        if self.variable_shape == "per_channel":
+            return (channels,)
+        broadcast = tuple(channels if a == axis % rank else 1 for a in range(rank))
+        return broadcast if self.variable_shape == "broadcast" else (1, *broadcast)
+
+    def declared_counts(self, channels: int) -> DeclaredCounts:
+        """The values a layer over ``channels`` channels holds: the canonical ones and the declared extra state."""
+        running = 2 * channels if self.reference.tracks_running_stats else 0
+        extra_trainable = sum(v.values(channels) for v in self.extra_state if v.trainable)
+        extra = sum(v.values(channels) for v in self.extra_state)
+        return DeclaredCounts(trainable=2 * channels + extra_trainable, non_trainable=running + extra - extra_trainable,
+                              running_statistics=running, extra_state=extra)  # fmt: skip
 
     @property
     def default_decay(self) -> float:

@@ -17,7 +17,8 @@ Conventions, from ``haiku/_src/batch_norm.py`` and ``moving_averages.py`` (dm-ha
   ``counter`` (int32) and ``average`` = h_t / (1 − d^t), which inference reads.  The running
   variance is fed the biased σ².  That is the reference's ``debiased_ema``, exactly.
 * Parameters and statistics have the broadcast shape of the reduction (``keepdims``), such as
-  (1, C, 1, 1), not (C,), and take the input's dtype.
+  (1, C, 1, 1), not (C,), and take the input's dtype: declared, with the ``hidden`` averages
+  and ``counter`` of each moving average, as the layer's extra state and variable shape.
 
 **Loading a case's starting statistics.**  Haiku's own freshly initialized state is
 ``counter = 0, hidden = 0, average = <the init batch's statistics>``.  The adapter loads the
@@ -45,7 +46,7 @@ import numpy as np
 from datamodel.case import Case, CaseData
 from reference import Conventions
 
-from .base import FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .base import FrameworkConventions, Hyper, Inventory, LayerSpec, StateVariable, Variable
 from .jaxengine import JaxEngine, _jax
 from .snippets import data_block, footer, header
 
@@ -136,6 +137,10 @@ class HaikuAdapter(JaxEngine):
             },
             eps_name="eps",
             variance_algorithm="fast",
+            # each statistic's hk.ExponentialMovingAverage keeps its raw average and an int32 counter
+            extra_state=tuple(StateVariable(f"{ema}/{leaf}", role, per_channel=leaf == "hidden")
+                              for ema in (MEAN_EMA, VAR_EMA) for leaf, role in (("hidden", "other"), ("counter", "counter"))),
+            variable_shape="broadcast",
         )
 
     # -- primitives: the layer is its jitted functions, the state (params, state) ----------

@@ -51,6 +51,16 @@ OPSET = 15
 PARAMETERS = {"scale": "scale", "B": "offset", "input_mean": "running_mean", "input_var": "running_variance"}
 #: The TensorProto element type of each case dtype.
 ELEMENT_TYPES = {"float16": "FLOAT16", "bfloat16": "BFLOAT16", "float32": "FLOAT", "float64": "DOUBLE"}
+#: The operator's formulas as its specification states them (``get_schema("BatchNormalization").doc``).
+SPECIFIED_FORMS = (
+    "running_mean = input_mean * momentum + current_mean * (1 - momentum)",
+    "running_var = input_var * momentum + current_var * (1 - momentum)",
+    "Y = (X - current_mean) / sqrt(current_var + epsilon) * scale + B  (training_mode=True)",
+    "Y = (X - input_mean) / sqrt(input_var + epsilon) * scale + B  (training_mode=False)",
+    "current_mean = ReduceMean(X, axis=all_except_channel_index)",
+    "current_var = ReduceVar(X, axis=all_except_channel_index): the population variance "
+    "(this formula does not use sample size N - 1)",
+)
 #: Models kept per layer (one per ε and momentum in training mode): a run draws hundreds of ε.
 _SESSIONS_PER_LAYER = 16
 
@@ -163,6 +173,7 @@ class OnnxAdapter(Adapter):
             default_channel_axis=1,
             reference=Conventions(eps_placement="inside", running_variance="biased", averaging="ema"),
             parameter_names={"scale": "scale", "offset": "B", "running_mean": "input_mean", "running_variance": "input_var"},
+            documented_forms=SPECIFIED_FORMS,
         )
 
     # -- primitives: the layer holds its models; the state is the four per-channel inputs ---

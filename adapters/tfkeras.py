@@ -20,7 +20,9 @@ ghost batch norm normalizes sub-batches of the batch separately and updates the 
 statistics with their averaged moments.  Their variants ``tf-keras:renorm`` and
 ``tf-keras:virtual_batch`` run what the reference does express, inference from the running
 statistics and the parameter inventory, and answer ``unsupported`` with that reason for
-training and gradients.
+training and gradients.  Their variables are declared: renorm's three more per-channel
+averages as extra state, ghost batch norm's shapes (an extra leading axis for the virtual
+batches, 1 on every reduced axis) as ``virtual_batch_broadcast``.
 
 tf-keras depends on the ``tensorflow`` package; this project installs it with ``--no-deps``
 beside ``tensorflow-cpu``, which provides the same ``tensorflow`` module (see the README).
@@ -36,7 +38,7 @@ import numpy as np
 
 from datamodel.case import Case, CaseData
 
-from .base import Capabilities, Hyper, LayerSpec
+from .base import Capabilities, FrameworkConventions, Hyper, LayerSpec, StateVariable
 from .keras import KerasAdapter
 from .snippets import KERAS_LAYER_PROTOCOL, data_block, footer, header
 
@@ -55,6 +57,10 @@ TRAINING_OUT_OF_REACH = {
     "virtual_batch": "ghost batch norm (virtual_batch_size) normalizes sub-batches separately and averages "
                      "their moments into the running statistics; the reference has no ghost batches",
 }  # fmt: skip
+
+#: renorm=True's three more moving averages, per channel, beside the moving mean and variance
+#: (the moving variance is then derived from ``moving_stddev``).
+RENORM_STATE = tuple(StateVariable(name, "other", per_channel=True) for name in ("moving_stddev", "renorm_mean", "renorm_stddev"))
 
 
 def _arguments(variant: str) -> str:
@@ -101,6 +107,15 @@ class TfKerasAdapter(KerasAdapter):
         if self.variant in TRAINING_OUT_OF_REACH:
             return replace(base, phases=frozenset({"inference"}), phase_note=TRAINING_OUT_OF_REACH[self.variant])
         return base
+
+    @property
+    def conventions(self) -> FrameworkConventions:
+        declared = super().conventions
+        if self.variant == "renorm":
+            return replace(declared, extra_state=RENORM_STATE)
+        if self.variant == "virtual_batch":
+            return replace(declared, variable_shape="virtual_batch_broadcast")
+        return declared
 
     def gpu_present(self) -> bool:
         import tensorflow as tf

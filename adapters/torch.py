@@ -2,7 +2,8 @@
 
 Conventions: ``momentum`` m weights the new batch (decay = 1 − m, default 0.1);
 ``momentum=None`` is a cumulative average; the running variance is updated with the
-unbiased estimator; ε = 1e-5 inside the root; channels on axis 1 only.
+unbiased estimator; ε = 1e-5 inside the root; channels on axis 1 only.  Beside the running
+statistics the module keeps a scalar int64 buffer ``num_batches_tracked`` (declared extra state).
 
 Variants: ``channels_last`` (the ``torch.channels_last``/``channels_last_3d`` memory format
 for rank 4/5), ``no_running_stats`` (``track_running_stats=False``), ``no_cudnn`` (cuDNN
@@ -22,7 +23,7 @@ import numpy as np
 from datamodel.case import Case, CaseData
 from reference import DTYPES, Conventions
 
-from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, Variable
+from .base import Adapter, Capabilities, FrameworkConventions, Hyper, Inventory, LayerSpec, StateVariable, Variable
 from .snippets import data_block, footer, header
 
 
@@ -113,6 +114,9 @@ class TorchAdapter(Adapter):
                 "running_variance": "running_var",
                 "counter": "num_batches_tracked",
             },
+            # a scalar int64 buffer beside the running statistics (momentum=None divides by it);
+            # track_running_stats=False creates neither
+            extra_state=(StateVariable("num_batches_tracked", "counter"),) if self.variant != "no_running_stats" else (),
         )
 
     def available_devices(self) -> frozenset[str]:

@@ -175,9 +175,14 @@ class Variable(_Model):
 
 
 class CanonicalCounts(_Model):
+    """What the layer should hold: the canonical counts plus the extra state its adapter declares."""
+
     trainable: int
     running_statistics: int
     total: int
+    extra_state: int = 0  # values of the declared extra state (a counter, a raw average), in ``total``
+    declared_extra_state: list[str] = []  # each declared variable: "num_batches_tracked (counter, 1 value)"
+    variable_shape: list[int] | None = None  # the declared shape of each per-channel variable; None: (C,)
 
 
 class Inventory(_Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_explain_json(capsys, framework, shape, channels, axis, reduced, trainab
     assert info["channel_axis"] == axis
     assert info["reduced_axes"] == reduced
     assert (info["trainable_count"], info["non_trainable_count"], info["total_count"]) == (trainable, non_trainable, total)
-    assert info["canonical_count"]["total"] == 4 * channels
+    assert info["canonical_count"]["total"] == total  # canonical 4·C plus the declared extra state (torch's counter)
+    assert info["canonical_count"]["extra_state"] == total - 4 * channels
     assert all({"name", "shape", "trainable"} <= set(p) for p in info["parameters"])
     assert all(p["shape"] in ([channels], []) for p in info["parameters"])
 
@@ -73,7 +75,9 @@ def test_explain_text_names_formula_axes_update_and_table(capsys):
     assert "running = (1 − momentum)·running + momentum·batch_stat,  momentum = 0.1" in out
     assert "d = 0.9" in out
     assert "num_batches_tracked" in out
-    assert "2·C trainable + 2·C running statistics = 6 + 6 = 12" in out
+    assert "2·C trainable + 2·C running statistics + num_batches_tracked (counter, 1 value) = 6 + 6 + 1 = 13" in out
+    assert "beyond γ, β and the running statistics the layer keeps: num_batches_tracked (counter, 1 value)" in out
+    assert "momentum=None gives a cumulative average instead" in out
 
 
 def test_explain_layout_moves_the_channel_axis(capsys):
@@ -115,7 +119,9 @@ def test_explain_side_by_side_puts_engines_in_columns(capsys):
     assert engines["torch"]["conventions"]["default_decay"] == pytest.approx(0.9)
     assert engines["keras"]["conventions"]["default_decay"] == pytest.approx(0.99)
     assert (engines["torch"]["total_count"], engines["keras"]["total_count"]) == (13, 12)
-    assert "torch-num-batches-tracked-counter" in engines["torch"]["ledger"]
+    assert (engines["torch"]["canonical_count"]["total"], engines["keras"]["canonical_count"]["total"]) == (13, 12)
+    assert all(isinstance(engine["ledger"], list) for engine in engines.values())
+    assert any("cumulative" in line for line in engines["torch"]["conventions_in_words"])
 
 
 def test_explain_side_by_side_text_and_an_impossible_layout(capsys):
@@ -255,3 +261,29 @@ def test_console_script_replays(ordinary_case):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "torch" in result.stdout
     assert "pass" in result.stdout
+
+
+# -- the frameworks' own log output -------------------------------------------------------
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("backend", [None, "tensorflow"], ids=["keras-in-a-child", "keras-in-this-process"])
+def test_replay_keeps_tensorflows_native_log_lines_in_the_log_file(tmp_path, backend):
+    """TensorFlow's C++ logging (``I0000 ... cpu_feature_guard``, the absl warning) reaches the log
+    file, not the terminal, whether Keras runs in bnconf's process or a child with its backend."""
+    pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    environment = {key: value for key, value in os.environ.items() if key not in ("KERAS_BACKEND", "BNCONF_FRAMEWORK_LOG")}
+    environment.update(TMPDIR=str(tmp_path), **({"KERAS_BACKEND": backend} if backend else {}))
+    case = Path(__file__).parent.parent / "examples" / "ordinary.json"
+    result = subprocess.run([*BNCONF, "replay", str(case), "--frameworks", "keras"], capture_output=True, text=True,
+                            env=environment)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "I0000" not in output
+    assert "absl::InitializeLog" not in output
+    assert "8 checked: 8 passed" in result.stdout
+    [log] = sorted((tmp_path / "bnconf-logs").glob("replay-*.log"))
+    assert result.stderr.strip() == f"bnconf: the frameworks' own log output ({len(log.read_text().splitlines())} lines) is in {log}"
+    text = log.read_text()
+    assert "I0000" in text or "absl::InitializeLog" in text

@@ -4,7 +4,9 @@ Some engines fix a setting when they are first imported (Keras reads ``KERAS_BAC
 once), so a command that compares engines in one process starts a child for each engine
 whose declared environment (``Adapter.process_environment``) this process does not have.
 The child runs the same command for that engine alone and prints JSON; its failure is
-reported in one line, never as a traceback.
+reported in one line, never as a traceback.  The child's framework log output goes to this
+command's log file (``frameworklog``), with what else the child printed on stderr; the
+failure line is the last line of the latter, naming the log when it holds anything.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import sys
 from typing import Any
 
 from adapters.registry import declared_environment
+
+from . import frameworklog
 
 #: seconds one child command may take (framework import and compilation included)
 CHILD_TIMEOUT = 600.0
@@ -33,16 +37,33 @@ def run_json_command(arguments: list[str], environment: dict[str, str]) -> tuple
     """Run ``bnconf ARGUMENTS`` (which must print JSON) in a child with ``environment``.
 
     Returns ``(document, "")``, or ``(None, why)`` with a one-line reason when the child
-    timed out, crashed or printed no JSON.
+    timed out, crashed or printed no JSON.  The child appends its frameworks' log output to
+    this command's log (a fresh one outside ``frameworklog.captured``), followed by the rest
+    of its stderr.
     """
     command = [sys.executable, "-m", "conformance.orchestration.cli", *arguments]
     assignments = " ".join(f"{key}={value}" for key, value in environment.items())
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT, env={**os.environ, **environment})
-    except subprocess.TimeoutExpired:
-        return None, f"the child process with {assignments} did not finish in {CHILD_TIMEOUT:.0f} s"
+    log = frameworklog.active() or frameworklog.FrameworkLog(frameworklog.new_log_path("child"))
+    with log.section(f"--- child process ({assignments}): bnconf {' '.join(arguments)}"):
+        child_environment = {**os.environ, **environment, frameworklog.LOG_VARIABLE: str(log.path)}
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=child_environment)
+        except subprocess.TimeoutExpired as expired:
+            log.append(_text(expired.stderr))
+            return None, f"the child process with {assignments} did not finish in {CHILD_TIMEOUT:.0f} s (log: {log.path})"
+        if done.stderr.strip():
+            log.append(done.stderr)
+    if frameworklog.active() is None and log.line_count() == 0:
+        log.path.unlink(missing_ok=True)
     try:
         return json.loads(done.stdout), ""
     except ValueError:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"the child process with {assignments} failed (exit {done.returncode}): {last}"
+        exit_ = frameworklog.exit_description(done.returncode)
+        where = f" (log: {log.path})" if log.path.exists() else ""
+        return None, f"the child process with {assignments} failed ({exit_}): {frameworklog.last_message(done.stderr)}{where}"
+
+
+def _text(output: bytes | str | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""

@@ -2,11 +2,16 @@
 
 Exit codes: 0 success (nothing unexpected), 1 something was found (a discrepancy or an
 error), 2 bad usage or bad input, with a message naming the problem and no traceback.
+
+The commands that start engines in this process (``explain``, ``replay``, ``port`` and
+``observe``) keep the frameworks' own log output in a log file (``frameworklog``), named in
+one line at the end when it holds anything; the CLI's own messages are printed after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +25,14 @@ from .run import DEFAULT_CASE_TIMEOUT
 
 class UsageError(Exception):
     """Bad usage or bad input: printed as ``bnconf: error: ...`` with exit code 2."""
+
+
+class CommandFailed(Exception):
+    """A command that ends with one line, ``bnconf: ...``, and exit code ``code`` (not a usage error)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -193,8 +206,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except UnknownFrameworkError as error:
         raise UsageError(str(error)) from None
     except FrameworkUnavailableError as error:
-        print(f"bnconf: {error}", file=sys.stderr)
-        return EXIT_FOUND
+        raise CommandFailed(str(error), EXIT_FOUND) from None
     try:
         info = explain(adapter, args.input_shape, args.layout)
     except ValueError as error:
@@ -304,18 +316,32 @@ def cmd_port(args: argparse.Namespace) -> int:
     return result["exit_code"]
 
 
+#: The commands that start engines in this process: the frameworks' own log output goes to a log file.
+ENGINE_COMMANDS = frozenset({"explain", "replay", "port", "observe"})
+
 COMMANDS = {"run": cmd_run, "port": cmd_port, "observe": cmd_observe, "matrix": cmd_matrix, "explain": cmd_explain, "replay": cmd_replay, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .frameworklog import FrameworkLog, captured
+
+    logs: list[FrameworkLog] = []  # the one this command captured, read once fd 2 is back
     try:
-        return COMMANDS[args.command](args)
+        with captured(args.command) if args.command in ENGINE_COMMANDS else contextlib.nullcontext() as log:
+            logs.extend([log] if log is not None else [])
+            return COMMANDS[args.command](args)
     except UsageError as error:
         parser.exit(EXIT_USAGE, f"bnconf: error: {error}\n")
+    except CommandFailed as error:
+        print(f"bnconf: {error}", file=sys.stderr)
+        return error.code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        for note in filter(None, (log.note() for log in logs)):
+            print(note, file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

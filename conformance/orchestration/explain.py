@@ -2,6 +2,9 @@
 
 Everything printed comes from the adapter's declared conventions and from the variables the
 real framework creates for a layer built for that input; nothing is hard-coded per framework.
+Each declared convention is also said in words (``wording.convention_lines``), and the
+canonical count is the one the inventory property expects: 2·C + 2·C plus the state the
+adapter declares beyond it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 from adapters.base import Adapter
 
 from .texttable import text_table
+from .wording import convention_lines
 
 LAYOUTS = ("channels_first", "channels_last")
 
@@ -60,6 +64,12 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
         training = f"not the canonical formula: {adapter.capabilities.phase_note or 'the engine does not train'}"
     scale_shapes = {tuple(v.shape) for v in inventory.variables if v.role in ("scale", "offset")}
     parameter_shape = list(scale_shapes.pop()) if len(scale_shapes) == 1 else [channels]
+    expected = declared.declared_counts(channels)
+    extra = declared.extra_state
+    formula = (f"2·C trainable + {'2·C' if expected.running_statistics else 'no'} running statistics"
+               + "".join(f" + {v.describe()}" for v in extra)
+               + f" = {2 * channels} + {expected.running_statistics}"
+               + "".join(f" + {v.values(channels)}" for v in extra) + f" = {expected.total}")  # fmt: skip
     per_channel = " × ".join(f"{shape[a]}" for a in reduced[1:])
     values_per_channel = f"N{' × ' + per_channel if per_channel else ''} values per channel (N = batch size)"
     return {
@@ -88,6 +98,8 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
             "averaging": ref.averaging,
         },
         "conventions": declared.to_dict(),
+        "conventions_in_words": convention_lines(adapter),
+        "variable_shape": list(declared.stored_shape(rank, axis, channels)),
         "parameters": [
             {"name": v.name, "role": v.role, "shape": list(v.shape), "dtype": v.dtype, "trainable": v.trainable}
             for v in inventory.variables
@@ -97,20 +109,13 @@ def explain(adapter: Adapter, sample_shape: tuple[int, ...], layout: str | None 
         "total_count": inventory.total_count,
         "reported_counts": dict(inventory.reported),
         "canonical_count": {
-            "trainable": 2 * channels,
-            "running_statistics": 2 * channels,
-            "total": 4 * channels,
-            "formula": f"2·C trainable + 2·C running statistics = {2 * channels} + {2 * channels} = {4 * channels}",
+            "trainable": expected.trainable,
+            "running_statistics": expected.running_statistics,
+            "extra_state": expected.extra_state,
+            "total": expected.total,
+            "formula": formula,
         },
     }
-
-
-#: What render_text adds for averaging other than the plain exponential moving average.
-AVERAGING_NOTES = {
-    "debiased_ema": "  debiased: the stored averages are divided by 1 − d^t after t steps (Adam-style), so early steps "
-                    "are not pulled toward the initial value",
-    "cumulative": "  cumulative: the running statistics are the plain mean of every batch so far (momentum=None)",
-}
 
 
 def render_text(info: dict[str, Any]) -> str:
@@ -132,7 +137,9 @@ def render_text(info: dict[str, Any]) -> str:
         f"  framework's form: {info['running_update']['native']}",
         f"  canonical form:   {info['running_update']['canonical']}",
         f"  {info['running_update']['variance']}",
-        *([AVERAGING_NOTES[info["running_update"]["averaging"]]] if info["running_update"]["averaging"] in AVERAGING_NOTES else []),
+        "",
+        "conventions, in words:",
+        *(f"  {line}" for line in info["conventions_in_words"]),
         "",
     ]
     headers = ("variable", "role", "shape", "dtype", "trainable")
@@ -204,8 +211,9 @@ SIDE_BY_SIDE_ROWS: tuple[tuple[str, Any], ...] = (
     ("channel axis (C)", lambda e: f"{e['channel_axis']} (C = {e['channels']})"),
     ("averaged over axes", lambda e: str(e["reduced_axes"])),
     ("values per channel", lambda e: e["values_per_channel"].split(" values")[0]),
-    ("γ, β shape", lambda e: _shape_text([e["channels"]])),
-    ("statistics shape", lambda e: _shape_text([e["channels"]])),
+    ("γ, β shape", lambda e: _shape_text(e.get("variable_shape", [e["channels"]]))),
+    ("statistics shape", lambda e: _shape_text(e.get("variable_shape", [e["channels"]]))),
+    ("extra state (declared)", lambda e: ", ".join(v["name"] for v in e["conventions"].get("extra_state", [])) or "none"),
     ("ε default, placement", lambda e: f"{e['conventions']['eps_default']:g}, {e['conventions']['reference']['eps_placement']} √"),
     ("momentum, own form", lambda e: _momentum_cell(e["conventions"])),
     ("decay d (canonical)", lambda e: f"{e['conventions']['default_decay']:g}"),
@@ -216,7 +224,8 @@ SIDE_BY_SIDE_ROWS: tuple[tuple[str, Any], ...] = (
     ("non-trainable (own count)", lambda e: str(e["non_trainable_count"])),
     ("total (own count)", lambda e: str(e["total_count"])),
     ("known findings (ledger)", lambda e: ", ".join(e.get("ledger", [])) or "none"),
-    ("canonical 2·C + 2·C", lambda e: f"{e['canonical_count']['trainable']} + {e['canonical_count']['running_statistics']} = {e['canonical_count']['total']}"),
+    ("canonical + declared", lambda e: f"{e['canonical_count']['trainable']} + {e['canonical_count']['running_statistics']}"
+                                       f" + {e['canonical_count'].get('extra_state', 0)} = {e['canonical_count']['total']}"),
 )
 
 
