@@ -226,6 +226,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.device:
         case = case.with_(device=args.device)
+    _check_ledger()  # the ledger names each finding's kind
     one_off = register_one_off_adapters(args.adapter)
     frameworks = args.frameworks or one_off or default_frameworks(case)
     _check_frameworks(frameworks)
