@@ -66,16 +66,23 @@ def batch_norm_backward(
     return gradients_of(forward, x, gamma, dy, axis=axis, eps_placement=eps_placement, dtype=dtype)
 
 
-def gradients_of(forward: TrainResult, x, gamma, dy, *, axis: int, eps_placement: str, dtype: str) -> Gradients:
-    """The gradients, given the training forward pass of ``x`` (``simulate`` has computed it already)."""
+def _gradient_inputs(x, gamma, dy, *, axis: int, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, ChannelLayout]:
+    """x, dy and γ (ones without affine parameters) rounded to ``dtype``, and the channel layout;
+    a dy of another shape than x is refused."""
     x = round_to(x, dtype)
     dy = round_to(dy, dtype)
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
     layout = ChannelLayout.of(x.shape, axis)
+    gamma = np.ones(x.shape[layout.axis]) if gamma is None else round_to(gamma, dtype)
+    return x, dy, gamma, layout
+
+
+def gradients_of(forward: TrainResult, x, gamma, dy, *, axis: int, eps_placement: str, dtype: str) -> Gradients:
+    """The gradients, given the training forward pass of ``x`` (``simulate`` has computed it already)."""
+    x, dy, gamma, layout = _gradient_inputs(x, gamma, dy, axis=axis, dtype=dtype)
     axes, bc = layout.reduced_axes, layout.broadcast
     n = forward.count
-    gamma = np.ones(x.shape[layout.axis]) if gamma is None else round_to(gamma, dtype)
     s = forward.scale
     # Three buffers the size of x, reused in place; the operations are the formulas', in order.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -98,14 +105,9 @@ def gradients_of(forward: TrainResult, x, gamma, dy, *, axis: int, eps_placement
 
 def blended_gradients(blended: BlendedResult, x, gamma, dy, *, axis: int, eps_placement: str, dtype: str) -> Gradients:
     """The gradients of a step normalized with blended statistics (``forward.batch_norm_blended``)."""
-    x = round_to(x, dtype)
-    dy = round_to(dy, dtype)
-    if dy.shape != x.shape:
-        raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
-    layout = ChannelLayout.of(x.shape, axis)
+    x, dy, gamma, layout = _gradient_inputs(x, gamma, dy, axis=axis, dtype=dtype)
     axes, bc = layout.reduced_axes, layout.broadcast
     n = blended.batch.count
-    gamma = np.ones(x.shape[layout.axis]) if gamma is None else round_to(gamma, dtype)
     s, w, w_var = blended.scale, blended.mean_weight, blended.var_weight
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         dbeta = np.sum(dy, axis=axes)
